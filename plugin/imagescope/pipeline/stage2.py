@@ -1,0 +1,152 @@
+"""Stage 2: local verification of predicate propositions.
+
+Propositions (yes/no questions with expected answers) are asked about each of
+the top-k candidates alone; the top-k is re-sorted by how many answers match,
+stably, so ties keep the stage-1 order. Candidates below k are not touched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+
+from imagescope.errors import ImageScopeError, ModelBackendError
+from imagescope.models.base import VerifyItem
+from imagescope.pipeline.context import Components, cache_key
+from imagescope.pipeline.trace import costed
+from imagescope.schemas import (
+    Answer,
+    AtomicEdit,
+    Candidate,
+    CostRecord,
+    Proposition,
+    Trace,
+    Verdict,
+)
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[float], None]
+
+
+def make_propositions(
+    components: Components,
+    instruction: str,
+    *,
+    edits: Sequence[AtomicEdit],
+    descriptions: Sequence[str],
+    reference_caption: str | None,
+    trace: Trace,
+) -> list[Proposition]:
+    """Stage 2a; a reasoner failure leaves stage 2 without propositions (noted)."""
+    try:
+        with costed(trace, "reasoner", components.reasoner):
+            props = components.reasoner.make_propositions(
+                instruction,
+                edits=edits,
+                descriptions=descriptions,
+                reference_caption=reference_caption,
+            )
+    except ModelBackendError as exc:
+        log.warning("proposition generation failed: %s", exc)
+        trace.notes.append(f"no propositions: {exc}")
+        return []
+    seen: set[str] = set()
+    unique = []
+    for p in props:
+        key = p.question.strip().lower()
+        if key and key not in seen:
+            seen.add(key)
+            unique.append(p)
+    return unique
+
+
+def _lookup_cached(
+    components: Components, pairs: list[tuple[str, str]], model_id: str
+) -> dict[tuple[str, str], Answer]:
+    if components.cache is None:
+        return {}
+    keys = {cache_key(i, q, model_id): (i, q) for i, q in pairs}
+    hits = components.cache.get_many(keys)
+    return {keys[k]: answer for k, answer in hits.items()}
+
+
+def _ask(
+    components: Components,
+    pairs: list[tuple[str, str]],
+    *,
+    trace: Trace,
+) -> tuple[dict[tuple[str, str], Answer], set[tuple[str, str]], set[str]]:
+    """Answers for (image id, question) pairs, the pairs served from the cache,
+    and the ids whose image could not be read."""
+    verifier = components.verifier
+    assert verifier is not None
+    answers = _lookup_cached(components, pairs, verifier.model_id)
+    trace.costs.setdefault("verifier", CostRecord()).cache_hits += len(answers)
+    cached = set(answers)
+    missing = [p for p in pairs if p not in answers]
+    images, unreadable = {}, set()
+    for image_id in dict.fromkeys(i for i, _ in missing):
+        try:
+            images[image_id] = components.images.by_id(image_id)
+        except ImageScopeError as exc:
+            log.warning("candidate %s cannot be verified: %s", image_id, exc)
+            unreadable.add(image_id)
+    items = [VerifyItem(i, images[i], q) for i, q in missing if i in images]
+    if items:
+        with costed(trace, "verifier", verifier, calls=1):
+            fresh = verifier.verify(items)
+        new = {(it.image_id, it.question): a for it, a in zip(items, fresh, strict=True)}
+        answers.update(new)
+        if components.cache is not None:
+            components.cache.put_many(
+                {cache_key(i, q, verifier.model_id): a for (i, q), a in new.items()}
+            )
+    return answers, cached, unreadable
+
+
+def verify_candidates(
+    components: Components,
+    candidates: Sequence[Candidate],
+    propositions: Sequence[Proposition],
+    *,
+    trace: Trace,
+) -> list[Candidate]:
+    """Fills ``verdicts`` and ``satisfied`` for each candidate (same order)."""
+    if components.verifier is None or not propositions:
+        return list(candidates)
+    pairs = [(c.id, p.question) for c in candidates for p in propositions]
+    answers, cached, unreadable = _ask(components, pairs, trace=trace)
+    out = []
+    for cand in candidates:
+        verdicts = []
+        for prop in propositions:
+            answer = answers.get((cand.id, prop.question))
+            if answer is None:
+                continue
+            verdicts.append(
+                Verdict(
+                    question=prop.question,
+                    expected=prop.expected,
+                    answer=answer.yes,
+                    p_yes=answer.p_yes,
+                    satisfied=answer.yes == prop.expected,
+                    cached=(cand.id, prop.question) in cached,
+                )
+            )
+        note = "image unreadable; not verified" if cand.id in unreadable else cand.reason
+        out.append(
+            cand.model_copy(
+                update={
+                    "verdicts": verdicts,
+                    "satisfied": sum(v.satisfied for v in verdicts),
+                    "reason": note,
+                }
+            )
+        )
+    return out
+
+
+def rank_by_satisfied(candidates: Sequence[Candidate]) -> list[Candidate]:
+    """Stable sort by the number of satisfied propositions, most first."""
+    return sorted(candidates, key=lambda c: -(c.satisfied or 0))

@@ -1,0 +1,191 @@
+"""One typed settings tree for every ImageScope process.
+
+Read from the environment (prefix ``IMAGESCOPE_``, nested sections joined by
+``__``, e.g. ``IMAGESCOPE_STORE__KIND=opensearch``) and from an optional
+``.env`` file. Nothing is built at import time: call :func:`get_settings`.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    """Where the embedded store, caches and demo catalog live by default."""
+    import os
+
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "imagescope"
+
+
+class EmbedderSettings(BaseModel):
+    """CLIP-style embedder: one vector space for images and text."""
+
+    kind: Literal["open_clip", "sentence_transformers", "fake"] = "open_clip"
+    #: open_clip architecture name (e.g. ViT-B-32) or a sentence-transformers id/path.
+    model: str = "ViT-B-32"
+    #: open_clip pretrained tag (laion2b_s34b_b79k), a local checkpoint path, or None.
+    pretrained: str | None = "laion2b_s34b_b79k"
+    #: Extra folder of open_clip model configs (JSON) for custom architectures.
+    config_dir: Path | None = None
+    #: sentence-transformers only: a separate model for images (text model is multilingual).
+    image_model: str | None = None
+    device: str = "cpu"
+    batch_size: int = Field(default=32, ge=1)
+
+
+class ChatEndpoint(BaseModel):
+    """An OpenAI-compatible chat server (``vllm serve`` and others)."""
+
+    base_url: str = "http://127.0.0.1:8000/v1"
+    model: str = ""
+    api_key: SecretStr | None = None
+    timeout_s: float = Field(default=60.0, gt=0)
+    max_retries: int = Field(default=3, ge=0)
+    max_concurrency: int = Field(default=8, ge=1)
+
+
+class VLLMEngine(BaseModel):
+    """In-process vLLM engine options (GPU workers only)."""
+
+    model: str = ""
+    dtype: str = "auto"
+    max_model_len: int | None = None
+    gpu_memory_utilization: float = Field(default=0.85, gt=0, le=1)
+    enable_prefix_caching: bool = True
+
+
+class RoleSettings(BaseModel):
+    """Backend for one model role (reasoner, verifier, evaluator, captioner)."""
+
+    kind: Literal["rule", "clip", "openai", "vllm", "fake", "none"]
+    openai: ChatEndpoint = Field(default_factory=ChatEndpoint)
+    vllm: VLLMEngine = Field(default_factory=VLLMEngine)
+    max_tokens: int = Field(default=512, ge=1)
+
+
+class ModelSettings(BaseModel):
+    embedder: EmbedderSettings = Field(default_factory=EmbedderSettings)
+    reasoner: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="rule"))
+    verifier: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="clip"))
+    evaluator: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="clip"))
+    captioner: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="none"))
+
+
+class FieldMapping(BaseModel):
+    """Field names in the OpenSearch index (to adopt an existing index)."""
+
+    image_vector: str = "image_vector"
+    caption_vector: str = "caption_vector"
+    caption: str = "caption"
+    uri: str = "uri"
+
+
+class OpenSearchSettings(BaseModel):
+    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    username: str | None = None
+    password: SecretStr | None = None
+    verify_certs: bool = True
+    #: The alias searched and written; the concrete index is ``<alias>-v<N>``.
+    index: str = "imagescope-catalog"
+    engine: Literal["lucene", "faiss"] = "lucene"
+    space_type: Literal["cosinesimil", "innerproduct"] = "cosinesimil"
+    hnsw_m: int = Field(default=16, ge=2)
+    ef_construction: int = Field(default=128, ge=8)
+    ef_search: int = Field(default=100, ge=8)
+    fields: FieldMapping = Field(default_factory=FieldMapping)
+    timeout_s: float = Field(default=30.0, gt=0)
+    max_retries: int = Field(default=5, ge=0)
+    bulk_chunk_size: int = Field(default=500, ge=1)
+
+
+class EmbeddedStoreSettings(BaseModel):
+    path: Path = Field(default_factory=lambda: default_data_dir() / "catalog")
+    hnsw_m: int = Field(default=32, ge=2)
+    ef_construction: int = Field(default=200, ge=8)
+    ef_search: int = Field(default=128, ge=8)
+
+
+class StoreSettings(BaseModel):
+    kind: Literal["embedded", "opensearch"] = "embedded"
+    embedded: EmbeddedStoreSettings = Field(default_factory=EmbeddedStoreSettings)
+    opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
+
+
+class PipelineSettings(BaseModel):
+    """The method's knobs (defaults are the paper's)."""
+
+    tau: float = Field(default=0.15, ge=0.0, le=1.0)
+    top_k: int = Field(default=20, ge=1)
+    alpha: int = Field(default=3, ge=0)
+    #: Stage-1 ranking length returned to clients (and merged back after top_k).
+    limit: int = Field(default=100, ge=1)
+    #: ANN candidates fetched per description and field before exact fusion.
+    num_candidates: int = Field(default=200, ge=1)
+    early_exit: bool = True
+
+
+class ImageLimits(BaseModel):
+    """Guards for untrusted images (uploads, URLs, paths)."""
+
+    max_bytes: int = Field(default=20 * 1024 * 1024, ge=1)
+    max_pixels: int = Field(default=40_000_000, ge=1)
+    #: Folders that image paths may come from; empty means the current directory.
+    allowed_roots: list[Path] = Field(default_factory=list)
+    allow_private_urls: bool = False
+    url_timeout_s: float = Field(default=10.0, gt=0)
+
+
+class JobSettings(BaseModel):
+    """Rerank jobs: in-process when no broker is set, else Celery on Redis."""
+
+    broker_url: str | None = None
+    result_url: str | None = None
+    visibility_timeout_s: int = Field(default=3600, ge=60)
+    sync_deadline_s: float = Field(default=30.0, gt=0)
+    batch_size: int = Field(default=64, ge=1)
+    batch_window_ms: int = Field(default=20, ge=0)
+    cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
+    webhook_secret: SecretStr | None = None
+
+
+class ApiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    #: When non-empty, every request must carry one of these in X-API-Key.
+    api_keys: list[SecretStr] = Field(default_factory=list)
+    max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="IMAGESCOPE_",
+        env_nested_delimiter="__",
+        env_file=".env",
+        extra="ignore",
+    )
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    models: ModelSettings = Field(default_factory=ModelSettings)
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
+    images: ImageLimits = Field(default_factory=ImageLimits)
+    jobs: JobSettings = Field(default_factory=JobSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
+
+    @model_validator(mode="after")
+    def _alpha_within_top_k(self) -> Settings:
+        if self.pipeline.alpha > self.pipeline.top_k:
+            raise ValueError("pipeline.alpha must not exceed pipeline.top_k")
+        return self
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return Settings()
