@@ -35,16 +35,18 @@ TEXT_KEY = "imagescope_text"
 _WORD = re.compile(r"[a-z0-9]+")
 
 
-def _seeded_unit(token: str, dim: int) -> np.ndarray:
+def _seeded_unit(token: str, dim: int) -> Vectors:
     seed = int.from_bytes(hashlib.sha256(token.encode()).digest()[:8], "little")
     vec = np.random.default_rng(seed).standard_normal(dim).astype(np.float32)
-    return vec / np.linalg.norm(vec)
+    unit: Vectors = vec / np.float32(np.linalg.norm(vec))
+    return unit
 
 
-def _normalise(rows: np.ndarray) -> Vectors:
+def _normalise(rows: Vectors) -> Vectors:
     norms = np.linalg.norm(rows, axis=1, keepdims=True)
     norms[norms == 0] = 1.0
-    return (rows / norms).astype(np.float32)
+    unit: Vectors = (rows / norms).astype(np.float32)
+    return unit
 
 
 class FakeEmbedder(Embedder):
@@ -59,9 +61,9 @@ class FakeEmbedder(Embedder):
         self.model_id = f"fake-embedder-{dim}"
         self.calls: list[tuple[str, int]] = []
 
-    def _text_vector(self, text: str) -> np.ndarray:
+    def _text_vector(self, text: str) -> Vectors:
         words = _WORD.findall(text.lower()) or ["<empty>"]
-        return np.sum([_seeded_unit(w, self.dim) for w in words], axis=0)
+        return np.asarray(np.sum([_seeded_unit(w, self.dim) for w in words], axis=0))
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         self.calls.append(("text", len(texts)))

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL.Image import Image
 
@@ -53,7 +54,14 @@ class StoreImageSource(ImageSource):
     def by_id(self, image_id: str) -> Image:
         from imagescope.ingest.images import load_image
 
-        return load_image(self._uri(image_id), limits=self._limits)
+        uri = self._uri(image_id)
+        # Catalog files were confined to the allowed roots when they were
+        # ingested; reading one back trusts its own folder. URLs keep the
+        # public-address rule, and the size limits always apply.
+        limits = self._limits
+        if "://" not in uri:
+            limits = limits.model_copy(update={"allowed_roots": [Path(uri).parent]})
+        return load_image(uri, limits=limits)
 
     def load(self, ref: ImageRef) -> Image:
         from imagescope.ingest.images import load_image

@@ -81,13 +81,16 @@ def fused_search(
     if not pool:
         return []
     records = store.get(sorted(pool), with_vectors=True)
-    records = [r for r in records if r.image_vector is not None]
-    if not records:
+    pairs = [
+        (r, r.image_vector, r.image_vector if r.caption_vector is None else r.caption_vector)
+        for r in records
+        if r.image_vector is not None
+    ]
+    if not pairs:
         return []
-    image_vectors = np.stack([r.image_vector for r in records]).astype(np.float32)
-    caption_vectors = np.stack(
-        [r.caption_vector if r.caption_vector is not None else r.image_vector for r in records]
-    ).astype(np.float32)
+    records = [r for r, _, _ in pairs]
+    image_vectors = np.stack([v for _, v, _ in pairs]).astype(np.float32)
+    caption_vectors = np.stack([c for _, _, c in pairs if c is not None]).astype(np.float32)
     fused, img, cap = fuse_scores(queries, image_vectors, caption_vectors, tau=tau)
     # Sort by score descending, then id ascending (deterministic ties).
     order = sorted(range(len(records)), key=lambda i: (-float(fused[i]), records[i].id))

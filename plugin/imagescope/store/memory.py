@@ -105,14 +105,15 @@ class MemoryStore(VectorStore):
             return [[] for _ in range(len(vectors))]
         queries = check_query_vectors(vectors, self.dim)
         validate_filters(filters, self.metadata_fields())
-        pool = [
-            r
-            for r in self._records.values()
-            if _vector(r, field) is not None and matches_filters(r.metadata, filters)
-        ]
+        pool, rows = [], []
+        for record in self._records.values():
+            vector = _vector(record, field)
+            if vector is not None and matches_filters(record.metadata, filters):
+                pool.append(record)
+                rows.append(vector)
         if not pool:
             return [[] for _ in range(len(queries))]
-        matrix = np.stack([_vector(r, field) for r in pool])
+        matrix = np.stack(rows)
         scores = queries @ matrix.T
         out = []
         for row in scores:

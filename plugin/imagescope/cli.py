@@ -1,0 +1,258 @@
+"""The ``imagescope`` command: ingest, search, demo, serve, eval.
+
+Settings come from the environment (``IMAGESCOPE_...``, see settings.py);
+a few common ones have flags. Errors print one line that says how to fix
+them and exit with status 2 (bad input) or 1 (a backend failed).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from imagescope.errors import ImageScopeError, InputError
+from imagescope.schemas import (
+    ComposedQuery,
+    DialogQuery,
+    DialogTurn,
+    ImageRef,
+    Query,
+    SearchResult,
+    TextQuery,
+)
+from imagescope.settings import Settings, get_settings
+
+app = typer.Typer(
+    name="imagescope",
+    help="Language-guided image search over OpenSearch k-NN (or an embedded index).",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def friendly_errors(func: F) -> F:
+    """Turn ImageScopeError into a one-line message and a non-zero exit."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImageScopeError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+@app.callback()
+def main(
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Debug logging.")] = False,
+) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.WARNING,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def parse_filters(values: list[str]) -> dict[str, Any]:
+    """``key=value`` (repeat a key for any-of), ``key>=n``, ``key<n`` ..."""
+    filters: dict[str, Any] = {}
+    for raw in values:
+        for op, range_op in ((">=", "gte"), ("<=", "lte"), (">", "gt"), ("<", "lt"), ("=", None)):
+            if op in raw:
+                key, _, value = raw.partition(op)
+                key, value, name = key.strip(), value.strip(), range_op
+                break
+        else:
+            raise InputError(f"bad filter {raw!r}: write key=value, key>=number or key<number")
+        if name is not None:
+            try:
+                filters.setdefault(key, {})[name] = float(value)
+            except ValueError:
+                raise InputError(f"filter {raw!r}: {value!r} is not a number") from None
+        elif key in filters:
+            previous = filters[key]
+            filters[key] = [*(previous if isinstance(previous, list) else [previous]), value]
+        else:
+            filters[key] = value
+    return filters
+
+
+def _reference(ref: str) -> ImageRef:
+    if ref.startswith(("http://", "https://")):
+        return ImageRef(url=ref)
+    if Path(ref).is_file():
+        return ImageRef(path=str(Path(ref).resolve()))
+    return ImageRef(id=ref)
+
+
+def build_query(
+    text: str | None,
+    *,
+    ref: str | None,
+    edit: str | None,
+    dialog: Path | None,
+    filters: dict[str, Any],
+) -> Query:
+    if dialog is not None:
+        try:
+            data = json.loads(dialog.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise InputError(f"cannot read dialog file {dialog}: {exc}") from None
+        if not isinstance(data, dict) or "caption" not in data:
+            raise InputError(
+                'a dialog file is JSON: {"caption": "...", "turns": [{"question": "...", '
+                '"answer": "..."}]}'
+            )
+        turns = [DialogTurn(**t) for t in data.get("turns", [])]
+        return DialogQuery(caption=data["caption"], turns=turns, filters=filters)
+    if ref is not None:
+        instruction = edit or text
+        if not instruction:
+            raise InputError("--ref needs an instruction: add --edit 'what to change'")
+        return ComposedQuery(reference=_reference(ref), instruction=instruction, filters=filters)
+    if not text or not text.strip():
+        raise InputError("nothing to search for: give TEXT, --ref IMAGE --edit TEXT, or --dialog")
+    return TextQuery(text=text, filters=filters)
+
+
+def print_result(result: SearchResult, *, limit: int) -> None:
+    table = Table(title=f"results (stages {', '.join(map(str, result.stages))})")
+    for column in ("#", "id", "score", "stage-1 #", "why"):
+        table.add_column(column, overflow="fold")
+    for rank, cand in enumerate(result.candidates[:limit], start=1):
+        table.add_row(
+            str(rank), cand.id, f"{cand.score:.4f}", str(cand.stage1_rank), cand.reason or "-"
+        )
+    console.print(table)
+    trace = result.trace
+    console.print(f"[dim]descriptions:[/] {trace.descriptions}")
+    if trace.propositions:
+        props = [f"{p.question} -> {'yes' if p.expected else 'no'}" for p in trace.propositions]
+        console.print(f"[dim]propositions:[/] {props}")
+    timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in trace.timings.items())
+    console.print(f"[dim]timings:[/] {timings}")
+    console.print(f"[dim]models:[/] {trace.models}")
+    for note in trace.notes:
+        console.print(f"[yellow]note:[/] {note}")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ValueError as exc:
+        raise InputError(f"invalid IMAGESCOPE_ settings: {exc}") from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def _engine(settings: Settings) -> Any:
+    from imagescope.engine import Engine
+
+    return Engine.from_settings(settings)
+
+
+@app.command()
+@friendly_errors
+def search(
+    text: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    ref: Annotated[
+        str | None, typer.Option(help="Reference image: catalog id, file path or URL.")
+    ] = None,
+    edit: Annotated[str | None, typer.Option(help="What to change in the reference.")] = None,
+    dialog: Annotated[
+        Path | None, typer.Option(help="JSON file: caption + question/answer turns.")
+    ] = None,
+    stages: Annotated[str, typer.Option(help="Stages to run, e.g. 1 or 1,2 or 1,2,3.")] = "1,2,3",
+    limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 10,
+    filter_: Annotated[
+        list[str] | None,
+        typer.Option("--filter", help="Metadata filter key=value, key>=n, key<n (repeatable)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+) -> None:
+    """Search the catalog by text, by a reference image plus an edit, or by a dialog."""
+    query = build_query(
+        text, ref=ref, edit=edit, dialog=dialog, filters=parse_filters(filter_ or [])
+    )
+    try:
+        wanted = [int(s) for s in stages.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
+    engine = _engine(_settings())
+    try:
+        result = engine.search(query, stages=wanted, limit=max(limit, engine.pipeline.top_k))
+    finally:
+        engine.close()
+    if as_json:
+        console.print_json(result.model_dump_json())
+    else:
+        print_result(result, limit=limit)
+
+
+@app.command()
+@friendly_errors
+def ingest(
+    source: Annotated[Path, typer.Argument(help="A folder of images, or a CSV/JSONL catalog.")],
+    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+) -> None:
+    """Caption (when a captioner is configured), embed and store a catalog. Idempotent."""
+    from imagescope.ingest.runner import ingest as run_ingest
+    from imagescope.ingest.sources import read_folder, read_table
+
+    settings = _settings()
+    if not source.exists():
+        raise InputError(f"{source} does not exist: give a folder of images or a CSV/JSONL file")
+    items = read_folder(source) if source.is_dir() else read_table(source)
+    engine = _engine(settings)
+    roots = [
+        *settings.images.allowed_roots,
+        source.resolve() if source.is_dir() else source.resolve().parent,
+    ]
+    limits = settings.images.model_copy(update={"allowed_roots": roots})
+    try:
+        report = run_ingest(
+            items,
+            store=engine.components.store,
+            embedder=engine.components.embedder,
+            captioner=engine.components.captioner,
+            limits=limits,
+            batch_size=batch_size,
+        )
+    finally:
+        engine.close()
+    console.print(f"ingested {report.ok} image(s), {len(report.failed)} failed")
+    for image_id, reason in list(report.failed.items())[:20]:
+        err_console.print(f"[red]failed[/] {image_id}: {reason}")
+    if report.failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly_errors
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+) -> None:
+    """Run the HTTP API (and the search page) with uvicorn."""
+    from imagescope.api import serve as run_server
+
+    settings = _settings()
+    updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})
+    run_server(settings)
