@@ -66,7 +66,9 @@ class StoreImageSource(ImageSource):
     def load(self, ref: ImageRef) -> Image:
         from imagescope.ingest.images import load_image
 
-        return load_image(ref, limits=self._limits, resolve_catalog_uri=self._uri)
+        if ref.id is not None:
+            return self.by_id(ref.id)
+        return load_image(ref, limits=self._limits)
 
 
 class MemoryImageSource(ImageSource):
