@@ -66,7 +66,8 @@ class RoleSettings(BaseModel):
     kind: Literal["rule", "clip", "openai", "vllm", "fake", "none"]
     openai: ChatEndpoint = Field(default_factory=ChatEndpoint)
     vllm: VLLMEngine = Field(default_factory=VLLMEngine)
-    max_tokens: int = Field(default=512, ge=1)
+    #: Generation limit; unset means the role's own default.
+    max_tokens: int | None = Field(default=None, ge=1)
 
 
 class ModelSettings(BaseModel):
@@ -84,6 +85,9 @@ class FieldMapping(BaseModel):
     caption_vector: str = "caption_vector"
     caption: str = "caption"
     uri: str = "uri"
+    #: Object field holding the filterable metadata; "" means the metadata fields
+    #: are top-level (every field that is not one of the four above).
+    metadata: str = "metadata"
 
 
 class OpenSearchSettings(BaseModel):
@@ -102,6 +106,13 @@ class OpenSearchSettings(BaseModel):
     timeout_s: float = Field(default=30.0, gt=0)
     max_retries: int = Field(default=5, ge=0)
     bulk_chunk_size: int = Field(default=500, ge=1)
+    #: First wait between retries of a transient failure (doubles each time, max 30 s).
+    retry_backoff_s: float = Field(default=0.5, gt=0)
+    #: Refresh the index after each write call, so the next search sees the writes.
+    refresh_after_write: bool = True
+    #: Used when this store creates an index (not for adopted ones).
+    number_of_shards: int = Field(default=1, ge=1)
+    number_of_replicas: int = Field(default=1, ge=0)
 
 
 class EmbeddedStoreSettings(BaseModel):
@@ -109,6 +120,14 @@ class EmbeddedStoreSettings(BaseModel):
     hnsw_m: int = Field(default=32, ge=2)
     ef_construction: int = Field(default=200, ge=8)
     ef_search: int = Field(default=128, ge=8)
+    #: Records written per SQLite transaction (the unit a crash can lose).
+    write_batch_size: int = Field(default=1000, ge=1)
+    #: Save the ANN index files after this many new vectors (or a quarter of the index).
+    index_flush_every: int = Field(default=20_000, ge=1)
+    #: A filter that leaves at most this many vectors is searched exactly.
+    exact_search_max: int = Field(default=8192, ge=0)
+    #: How long a write waits for another process's writer lock.
+    lock_timeout_s: float = Field(default=30.0, ge=0)
 
 
 class StoreSettings(BaseModel):
@@ -152,6 +171,30 @@ class JobSettings(BaseModel):
     batch_window_ms: int = Field(default=20, ge=0)
     cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=0)
     webhook_secret: SecretStr | None = None
+    #: Celery queue the rerank tasks are sent to (workers: ``-Q`` the same name).
+    queue: str = "imagescope-rerank"
+    #: Prefix of every Redis key the job layer writes (job records, answer cache).
+    key_prefix: str = "imagescope:"
+    #: A running job whose worker has not sent a heartbeat for this long is re-enqueued.
+    lease_s: float = Field(default=30.0, gt=0)
+    #: A queued job that no worker has started for this long is sent again.
+    requeue_after_s: float = Field(default=600.0, gt=0)
+    #: How often the reconciler looks for lost jobs (0 turns it off).
+    reconcile_interval_s: float = Field(default=30.0, ge=0)
+    #: Retries of a job after a transient backend error, then it fails.
+    max_retries: int = Field(default=3, ge=0)
+    retry_backoff_s: float = Field(default=2.0, ge=0)
+    #: How long finished job records are kept.
+    result_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
+    #: Rerank jobs run at once by the in-process backend (no broker).
+    in_process_workers: int = Field(default=2, ge=1)
+    webhook_timeout_s: float = Field(default=5.0, gt=0)
+    webhook_attempts: int = Field(default=3, ge=1)
+    #: Allow completion webhooks to private or loopback addresses (trusted networks).
+    webhook_allow_private: bool = False
+    #: ``module:function`` called as ``f(components, settings) -> components`` after a
+    #: worker loads its models: wraps or replaces backends (custom models, instrumentation).
+    components_hook: str | None = None
 
 
 class ApiSettings(BaseModel):
@@ -160,6 +203,10 @@ class ApiSettings(BaseModel):
     #: When non-empty, every request must carry one of these in X-API-Key.
     api_keys: list[SecretStr] = Field(default_factory=list)
     max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
+    #: Longest side of images served by GET /v1/images/{id} (larger ones are scaled down).
+    max_image_side: int = Field(default=2048, ge=16)
+    #: Largest ``size`` accepted by the thumbnail endpoint.
+    max_thumbnail_side: int = Field(default=512, ge=16)
 
 
 class Settings(BaseSettings):

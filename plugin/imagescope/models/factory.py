@@ -49,6 +49,10 @@ def build_chat(role: RoleSettings) -> ChatModel:
     raise ConfigError(f"role kind {role.kind!r} has no chat transport")
 
 
+def _limits(role: RoleSettings) -> dict[str, int]:
+    return {} if role.max_tokens is None else {"max_tokens": role.max_tokens}
+
+
 def _unsupported(role_name: str, kind: str, allowed: str) -> ConfigError:
     return ConfigError(
         f"models.{role_name}.kind={kind!r} is not supported; use one of: {allowed} "
@@ -64,7 +68,7 @@ def build_reasoner(role: RoleSettings) -> Reasoner:
     if role.kind in {"openai", "vllm"}:
         from imagescope.models.chat import ChatReasoner
 
-        return ChatReasoner(build_chat(role), max_tokens=role.max_tokens)
+        return ChatReasoner(build_chat(role), **_limits(role))
     if role.kind == "fake":
         from imagescope.models.fakes import FakeReasoner
 
@@ -100,7 +104,7 @@ def build_evaluator(role: RoleSettings, embedder: Embedder) -> Evaluator | None:
     if role.kind in {"openai", "vllm"}:
         from imagescope.models.chat import ChatEvaluator
 
-        return ChatEvaluator(build_chat(role), max_tokens=role.max_tokens)
+        return ChatEvaluator(build_chat(role), **_limits(role))
     if role.kind == "fake":
         from imagescope.models.fakes import FakeEvaluator
 
@@ -114,7 +118,7 @@ def build_captioner(role: RoleSettings) -> Captioner | None:
     if role.kind in {"openai", "vllm"}:
         from imagescope.models.chat import ChatCaptioner
 
-        return ChatCaptioner(build_chat(role), max_tokens=role.max_tokens)
+        return ChatCaptioner(build_chat(role), **_limits(role))
     if role.kind == "fake":
         from imagescope.models.fakes import FakeCaptioner
 
