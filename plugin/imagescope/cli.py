@@ -68,6 +68,18 @@ def main(
 # --------------------------------------------------------------------------- helpers
 
 
+def _scalar(text: str) -> str | int | float:
+    """Numbers as numbers (as ingest stores them); ``0042`` stays a code."""
+    if text.startswith("0") and len(text) > 1 and not text.startswith("0."):
+        return text
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
 def parse_filters(values: list[str]) -> dict[str, Any]:
     """``key=value`` (repeat a key for any-of), ``key>=n``, ``key<n`` ..."""
     filters: dict[str, Any] = {}
@@ -86,9 +98,10 @@ def parse_filters(values: list[str]) -> dict[str, Any]:
                 raise InputError(f"filter {raw!r}: {value!r} is not a number") from None
         elif key in filters:
             previous = filters[key]
-            filters[key] = [*(previous if isinstance(previous, list) else [previous]), value]
+            listed = previous if isinstance(previous, list) else [previous]
+            filters[key] = [*listed, _scalar(value)]
         else:
-            filters[key] = value
+            filters[key] = _scalar(value)
     return filters
 
 
@@ -256,3 +269,21 @@ def serve(
     updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})
     run_server(settings)
+
+
+@app.command()
+@friendly_errors
+def demo(
+    size: Annotated[int, typer.Option(min=10, help="Catalog size to draw.")] = 400,
+    seed: Annotated[int, typer.Option(help="Seed of the catalog and the queries.")] = 0,
+    stages: Annotated[str, typer.Option(help="Stages to run, e.g. 1 or 1,2,3.")] = "1,2,3",
+) -> None:
+    """Draw a catalog, index it in the embedded store, run one query of each kind. Offline."""
+    from imagescope.demo import print_demo, run_demo
+
+    try:
+        wanted = [int(s) for s in stages.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
+    chosen, outcomes = run_demo(_settings(), n=size, seed=seed, stages=wanted)
+    print_demo(console, chosen, outcomes)
