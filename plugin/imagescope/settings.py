@@ -193,7 +193,7 @@ class JobSettings(BaseModel):
     #: Allow completion webhooks to private or loopback addresses (trusted networks).
     webhook_allow_private: bool = False
     #: ``module:function`` called as ``f(components, settings) -> components`` after a
-    #: worker loads its models: wraps or replaces backends (custom models, instrumentation).
+    #: process (API or worker) loads its models: wraps or replaces backends.
     components_hook: str | None = None
 
 

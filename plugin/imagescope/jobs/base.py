@@ -1,0 +1,285 @@
+"""Rerank jobs: the interface the API talks to, and the record store behind it.
+
+A rerank job runs stages 2-3 (``pipeline.rerank.rerank``) on a stage-1 result.
+Its life, whatever executes it::
+
+    QUEUED ──claim──> RUNNING ──finish──> SUCCEEDED | FAILED
+       │                 │ (heartbeat, progress)
+       └──── cancel ─────┴──────────────> CANCELLED
+
+SUCCEEDED, FAILED and CANCELLED are final: a final record is never written again,
+so a job that runs twice (a redelivered message, a re-enqueue by the reconciler)
+writes its result once.
+
+``JobBackend`` is what callers use. ``JobStore`` keeps the records (in memory
+for the in-process backend, in Redis for Celery workers); every state change is
+one atomic store operation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterator
+
+from pydantic import BaseModel, Field
+
+from imagescope.errors import InputError, JobError, UnknownIdError
+from imagescope.schemas import JobRef, JobState, JobStatus, RerankRequest, SearchResult
+
+#: The Celery task name the workers register and the API sends (by name only).
+RERANK_TASK_NAME = "imagescope.rerank"
+FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+_JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+
+
+class JobConflictError(InputError):
+    """A job id that is already taken by a different request."""
+
+    status_code = 409
+
+
+class JobCancelled(JobError):
+    """Raised inside a running job when its record says it was cancelled."""
+
+
+def new_job_id(job_id: str | None = None) -> str:
+    """A fresh id, or the caller's id after checking its form."""
+    if job_id is None:
+        return uuid.uuid4().hex
+    if not _JOB_ID.match(job_id):
+        raise InputError(
+            f"job id {job_id!r} is not valid: use 1-64 letters, digits, '_', '-', '.', ':'"
+        )
+    return job_id
+
+
+def request_digest(request: RerankRequest) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+class JobRecord(BaseModel):
+    """Everything stored about one job."""
+
+    id: str
+    request: RerankRequest
+    digest: str = ""
+    state: JobState = JobState.QUEUED
+    progress: float = Field(default=0.0, ge=0.0, le=1.0)
+    result: SearchResult | None = None
+    error: str | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    #: Last time a message for this job was sent to the workers.
+    enqueued_at: float = 0.0
+    #: Last sign of life from the worker running it.
+    heartbeat_at: float = 0.0
+    #: How many times a worker started it.
+    attempts: int = 0
+    #: How many times a final state was written (1 for every finished job).
+    result_writes: int = 0
+    worker: str = ""
+    webhook: str = ""
+
+    @classmethod
+    def new(cls, job_id: str, request: RerankRequest) -> JobRecord:
+        now = time.time()
+        return cls(
+            id=job_id,
+            request=request,
+            digest=request_digest(request),
+            created_at=now,
+            updated_at=now,
+            enqueued_at=now,
+        )
+
+    @property
+    def final(self) -> bool:
+        return self.state in FINAL_STATES
+
+    def status(self) -> JobStatus:
+        """The public view. ``result`` is the best ranking known now: the final one
+        once the job succeeded, else the stage-1 ranking (``result.stages == [1]``)."""
+        result = self.result
+        if result is None and self.state is not JobState.FAILED:
+            result = self.request.stage1
+        ref = JobRef(id=self.id, state=self.state)
+        return JobStatus(
+            id=self.id,
+            state=self.state,
+            progress=1.0 if self.state is JobState.SUCCEEDED else self.progress,
+            result=None if result is None else result.model_copy(update={"job": ref}),
+            error=self.error,
+            created_at=self.created_at,
+            updated_at=self.updated_at,
+        )
+
+
+class JobStore(ABC):
+    """Durable job records with atomic state transitions.
+
+    Contract (every method is one atomic step; ``job_id`` unknown ->
+    ``UnknownIdError`` unless stated):
+
+    - ``create(record)`` inserts the record unless the id exists; returns the
+      stored record and whether it was created (idempotent by id).
+    - ``get(job_id)`` the record.
+    - ``claim(job_id, worker=..., lease_s=...)`` QUEUED -> RUNNING (attempts + 1,
+      heartbeat now), also taking over a RUNNING job whose heartbeat is older
+      than ``lease_s``; returns the record, or None when the job is final or
+      running elsewhere.
+    - ``heartbeat(job_id, progress)`` refreshes a RUNNING job's heartbeat (and
+      progress); returns the current state, so a runner sees cancellation.
+    - ``finish(job_id, state=..., result=..., error=...)`` writes a final state
+      unless the job is already final; returns whether it wrote.
+    - ``cancel(job_id)`` QUEUED/RUNNING -> CANCELLED; returns the record.
+    - ``release(job_id)`` RUNNING -> QUEUED (a retry is on its way).
+    - ``open_ids()`` ids of jobs not final.
+    - ``requeue_if_stale(job_id, queued_for_s=..., silent_for_s=...)`` marks a job
+      re-enqueued (enqueued_at now; a RUNNING one back to QUEUED) when it has been
+      QUEUED since more than ``queued_for_s`` seconds, or RUNNING without a
+      heartbeat for more than ``silent_for_s``; returns whether it did, so that
+      one caller re-sends it.
+    - ``set_webhook(job_id, outcome)`` records the webhook delivery outcome.
+    Backend failures raise ``JobBackendError``.
+    """
+
+    @abstractmethod
+    def create(self, record: JobRecord) -> tuple[JobRecord, bool]: ...
+
+    @abstractmethod
+    def get(self, job_id: str) -> JobRecord: ...
+
+    @abstractmethod
+    def claim(self, job_id: str, *, worker: str, lease_s: float) -> JobRecord | None: ...
+
+    @abstractmethod
+    def heartbeat(self, job_id: str, progress: float | None = None) -> JobState: ...
+
+    @abstractmethod
+    def finish(
+        self,
+        job_id: str,
+        *,
+        state: JobState,
+        result: SearchResult | None = None,
+        error: str | None = None,
+    ) -> bool: ...
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> JobRecord: ...
+
+    @abstractmethod
+    def release(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def open_ids(self) -> Iterator[str]: ...
+
+    @abstractmethod
+    def requeue_if_stale(
+        self, job_id: str, *, queued_for_s: float, silent_for_s: float
+    ) -> bool: ...
+
+    @abstractmethod
+    def set_webhook(self, job_id: str, outcome: str) -> None: ...
+
+    def wait(self, job_id: str, timeout_s: float) -> JobRecord:
+        """Polls until the job is final or ``timeout_s`` passed; returns the record."""
+        deadline = time.monotonic() + max(0.0, timeout_s)
+        delay = 0.005
+        while True:
+            record = self.get(job_id)
+            left = deadline - time.monotonic()
+            if record.final or left <= 0:
+                return record
+            time.sleep(min(delay, left))
+            delay = min(delay * 1.5, 0.2)
+
+    def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise ``JobBackendError`` when the store cannot be reached."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release connections."""
+
+
+class JobBackend(ABC):
+    """Submits rerank jobs and reports on them.
+
+    Contract:
+    - ``submit(request, job_id=None)`` records the job and hands it to an
+      executor; returns at once with state QUEUED. Idempotent by ``job_id``:
+      the same id with the same request returns the existing job; the same id
+      with another request raises ``JobConflictError`` (409). An accepted job is
+      never lost: if the executor cannot be reached now, it is sent later.
+    - ``get(job_id)`` the status: state, progress, the best result so far, the
+      failure reason. Unknown ids raise ``UnknownIdError`` (404).
+    - ``cancel(job_id)`` stops a queued or running job (a running one stops at
+      the next stage boundary); cancelling a final job changes nothing. Returns
+      the status.
+    - ``wait(job_id, timeout_s)`` blocks until the job is final or the timeout
+      passes; returns the status either way.
+    Backend failures raise ``JobBackendError`` (503).
+    """
+
+    @abstractmethod
+    def submit(self, request: RerankRequest, *, job_id: str | None = None) -> JobRef: ...
+
+    @abstractmethod
+    def get(self, job_id: str) -> JobStatus: ...
+
+    @abstractmethod
+    def cancel(self, job_id: str) -> JobStatus: ...
+
+    @abstractmethod
+    def wait(self, job_id: str, timeout_s: float) -> JobStatus: ...
+
+    def ping(self) -> None:  # noqa: B027 - optional hook
+        """Raise ``JobBackendError`` when jobs cannot be accepted now."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Stop background threads and release connections."""
+
+
+class StoreJobBackend(JobBackend):
+    """A JobBackend over a JobStore; subclasses say how a job id is dispatched."""
+
+    def __init__(self, store: JobStore) -> None:
+        self.store = store
+
+    @abstractmethod
+    def dispatch(self, job_id: str) -> None:
+        """Hand the job to an executor (may raise; the job stays QUEUED)."""
+
+    def submit(self, request: RerankRequest, *, job_id: str | None = None) -> JobRef:
+        record, created = self.store.create(JobRecord.new(new_job_id(job_id), request))
+        if not created:
+            if record.digest != request_digest(request):
+                raise JobConflictError(
+                    f"job id {record.id!r} is already used by another request; "
+                    "choose a new id or leave it out"
+                )
+            return JobRef(id=record.id, state=record.state)
+        self.dispatch(record.id)
+        return JobRef(id=record.id, state=record.state)
+
+    def get(self, job_id: str) -> JobStatus:
+        return self.store.get(job_id).status()
+
+    def cancel(self, job_id: str) -> JobStatus:
+        return self.store.cancel(job_id).status()
+
+    def wait(self, job_id: str, timeout_s: float) -> JobStatus:
+        return self.store.wait(job_id, timeout_s).status()
+
+    def ping(self) -> None:
+        self.store.ping()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def unknown_job(job_id: str) -> UnknownIdError:
+    return UnknownIdError("job", job_id)
