@@ -1,0 +1,335 @@
+"""The search page in headless Chromium against a live API over a drawn catalog.
+
+Expected rankings are computed with the same engine in the test process (the
+models are deterministic), so the page is checked against the method, not
+against numbers written here.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from imagescope.schemas import ComposedQuery, ImageRef, SearchResult, TextQuery
+from tests.e2e.catalog import ServedCatalog
+from tests.e2e.conftest import ARTIFACTS, LiveServer, screenshot
+
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
+
+RERANKED = re.compile(r"Reranked \d+ results")
+
+
+def open_page(page: Any, live: LiveServer, served: ServedCatalog) -> None:
+    page.goto(live.url)
+    expect = _expect()
+    expect(page.locator("#catalog-info")).to_contain_text(f"{len(served.items)} images")
+
+
+def _expect() -> Callable[..., Any]:
+    from playwright.sync_api import expect
+
+    return expect
+
+
+def card_ids(page: Any) -> list[str]:
+    ids: list[str] = page.locator("#results > li").evaluate_all("els => els.map(e => e.dataset.id)")
+    return ids
+
+
+def moved_markers(page: Any) -> dict[str, str]:
+    """Candidate id -> text of its visible "moved" marker."""
+    pairs: list[tuple[str, str]] = page.locator("#results > li").evaluate_all(
+        """els => els.filter(e => !e.querySelector('.move').hidden)
+                     .map(e => [e.dataset.id, e.querySelector('.move').textContent])"""
+    )
+    return dict(pairs)
+
+
+def expected_moves(result: SearchResult) -> dict[str, str]:
+    return {
+        c.id: f"▲ moved up from #{c.stage1_rank}"
+        if rank < c.stage1_rank
+        else f"▼ moved down from #{c.stage1_rank}"
+        for rank, c in enumerate(result.candidates, start=1)
+        if rank != c.stage1_rank
+    }
+
+
+def search_text(page: Any, text: str) -> None:
+    page.get_by_label("Describe the image you want").fill(text)
+    page.get_by_label("Describe the image you want").press("Enter")
+
+
+def test_text_search_shows_results_then_the_reranked_order(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    thumbnails: list[str] = []
+    page.on("request", lambda r: thumbnails.append(r.url) if "/thumbnail" in r.url else None)
+    open_page(page, live_server, served_catalog)
+    query = "blue squares"
+    want = served_catalog.expected(TextQuery(text=query))
+    stage1 = [c.id for c in sorted(want.candidates, key=lambda c: c.stage1_rank)]
+
+    search_text(page, query)
+    expect(page.locator("#status")).to_contain_text("Verifying the top candidates")
+    assert card_ids(page) == stage1
+    assert moved_markers(page) == {}
+    first = page.locator("#results > li").first.locator("img")
+    expect(first).to_have_attribute("alt", served_catalog.items[stage1[0]].caption)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('#results img')].slice(0, 6)"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    screenshot(page, "text-search-stage1")
+
+    expect(page.locator("#status")).to_contain_text(RERANKED, timeout=20_000)
+    assert card_ids(page) == [c.id for c in want.candidates]
+    assert moved_markers(page) == expected_moves(want)
+    assert len(stage1) == 100
+    # Lazy loading: the thumbnails far below the fold were not fetched.
+    assert 0 < len(set(thumbnails)) < len(stage1)
+    alts = page.locator("#results img").evaluate_all("els => els.map(e => e.alt)")
+    assert all(alts), "every thumbnail has alt text"
+    screenshot(page, "text-search-reranked")
+
+
+def test_a_candidate_explains_its_verdicts(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    query = "striped triangles"
+    want = served_catalog.expected(TextQuery(text=query))
+    top = want.candidates[0]
+    assert top.verdicts and top.evaluation is not None
+
+    search_text(page, query)
+    expect(page.locator("#status")).to_contain_text(RERANKED, timeout=20_000)
+    card = page.locator(f'#results > li[data-id="{top.id}"]')
+    # Open the explanation with the keyboard.
+    card.locator("summary").focus()
+    page.keyboard.press("Enter")
+    table = card.locator("table.verdicts")
+    expect(table).to_be_visible()
+    rows = table.locator("tbody tr")
+    expect(rows).to_have_count(len(top.verdicts))
+    for i, verdict in enumerate(top.verdicts):
+        cells = rows.nth(i).locator("td")
+        expect(cells.nth(0)).to_have_text(verdict.question)
+        expect(cells.nth(1)).to_have_text("yes" if verdict.expected else "no")
+        expect(cells.nth(2)).to_contain_text("yes" if verdict.answer else "no")
+        expect(cells.nth(3)).to_contain_text("yes" if verdict.satisfied else "no")
+        expect(cells.nth(4)).to_have_text("yes" if verdict.cached else "no")
+    verdict_word = "accepted" if top.evaluation.accepted else "rejected"
+    expect(card.locator(".evaluation")).to_have_text(
+        f"Evaluator {verdict_word}: {top.evaluation.reason}"
+    )
+    expect(card.locator(".reason")).to_have_text(f"Summary: {top.reason}")
+    page.locator("#trace-box summary").click()
+    for question in (p.question for p in want.trace.propositions):
+        expect(page.locator("#trace-body")).to_contain_text(question)
+    card.scroll_into_view_if_needed()
+    screenshot(page, "explanation-open")
+    card.screenshot(path=str(ARTIFACTS / "explanation-card.png"))
+
+
+def test_composed_query_with_an_upload_gets_reranked(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    reference = next(
+        i for i, it in served_catalog.items.items() if it.attributes["colour"] != "blue"
+    )
+    upload = served_catalog.image_path(reference)
+    instruction = "make it blue"
+    data = base64.b64encode(upload.read_bytes()).decode()
+    want = served_catalog.expected(
+        ComposedQuery(reference=ImageRef(data=data), instruction=instruction)
+    )
+    moves = expected_moves(want)
+    assert moves, "the scenario needs a rerank that moves something"
+
+    page.get_by_label("Reference image + edit").check()
+    page.get_by_label("…or upload an image").set_input_files(str(upload))
+    expect(page.locator("#reference-preview")).to_contain_text(f"Uploaded: {upload.name}")
+    page.get_by_label("Edit to apply").fill(instruction)
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("Verifying the top candidates")
+    expect(page.locator("#job-progress")).to_be_visible()
+    assert moved_markers(page) == {}
+
+    expect(page.locator("#status")).to_contain_text(RERANKED, timeout=20_000)
+    expect(page.locator("#results .move.up").first).to_be_visible()
+    assert card_ids(page) == [c.id for c in want.candidates]
+    assert moved_markers(page) == moves
+    expect(page.locator("#trace-body")).to_contain_text(want.trace.reference_caption or "")
+    screenshot(page, "composed-upload-reranked")
+
+
+def test_a_non_image_upload_shows_the_servers_reason(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog, tmp_path: Path
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    notes = tmp_path / "notes.txt"
+    notes.write_text("this is not an image\n")
+
+    page.get_by_label("Reference image + edit").check()
+    page.get_by_label("…or upload an image").set_input_files(str(notes))
+    page.get_by_label("Edit to apply").fill("make it red")
+    page.get_by_role("button", name="Search", exact=True).click()
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("not an image in a supported format")
+    expect(alert).to_contain_text("HTTP 422")
+    expect(page.locator("#status")).to_have_text("The search failed.")
+    expect(page.locator("#results > li")).to_have_count(0)
+    screenshot(page, "bad-upload-error")
+
+
+def test_a_failed_rerank_job_is_reported(
+    page: Any, server_factory: Callable[..., LiveServer], served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    failing = server_factory(verify_fails=True)
+    open_page(page, failing, served_catalog)
+    search_text(page, "red circles")
+    alert = page.get_by_role("alert")
+    expect(alert).to_contain_text("Reranking failed", timeout=20_000)
+    expect(alert).to_contain_text("the verifier server answered 500")
+    expect(page.locator("#status")).to_contain_text("Showing the stage-1 order")
+    expect(page.locator("#results > li")).to_have_count(100)
+    screenshot(page, "job-failed-error")
+
+
+def test_a_stopped_backend_is_reported(
+    page: Any, server_factory: Callable[..., LiveServer], served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    doomed = server_factory()
+    open_page(page, doomed, served_catalog)
+    doomed.stop()
+    search_text(page, "red circles")
+    expect(page.get_by_role("alert")).to_contain_text("cannot be reached")
+    page.get_by_role("button", name="Dismiss").click()
+    expect(page.locator("#error-region")).to_be_empty()
+
+
+def test_dialog_turns_and_filters_refine_the_search(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    page.get_by_label("Verify and rerank (stages 2–3)").uncheck()
+    page.get_by_label("Dialog").check()
+    page.get_by_label("Caption (first description)").fill("some circles")
+    page.get_by_role("button", name="Search", exact=True).click()
+    expect(page.locator("#status")).to_contain_text("(stage 1)")
+    expect(page.locator("#results > li")).to_have_count(100)
+
+    page.get_by_label("Question").fill("what colour are they?")
+    page.get_by_label("Answer").fill("red")
+    page.get_by_label("Answer").press("Enter")
+    expect(page.locator("#turns-list li")).to_have_count(1)
+    expect(page.locator("#turns-list")).to_contain_text("A: red")
+    expect(page.locator("#trace-body")).to_contain_text("round 1:")
+    expect(page.get_by_label("Question")).to_be_focused()
+
+    page.locator("#filters-box summary").click()
+    filters = page.locator('fieldset[data-filter-field="colour"]')
+    filters.get_by_label("red").check()
+    expect(page.locator("#filters-count")).to_have_text("1 on")
+    page.get_by_role("button", name="Search", exact=True).click()
+    reds = [i for i, it in served_catalog.items.items() if it.attributes["colour"] == "red"]
+    expect(page.locator("#results > li")).to_have_count(len(reds))
+    assert sorted(card_ids(page)) == sorted(reds)
+    screenshot(page, "dialog-with-filter")
+
+
+def test_picking_a_reference_from_the_catalog(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    page.get_by_label("Reference image + edit").check()
+    page.get_by_role("button", name="Choose from catalog…").click()
+    dialog = page.get_by_role("dialog", name="Choose a reference image")
+    expect(dialog).to_be_visible()
+    expect(dialog.locator("#catalog-grid li")).to_have_count(24)
+    dialog.get_by_label("Find in catalog").fill("yellow stars")
+    dialog.get_by_label("Find in catalog").press("Enter")
+    expect(dialog.locator("#catalog-status")).to_contain_text("images shown")
+    screenshot(page, "catalog-picker")
+    first = dialog.locator("#catalog-grid button").first
+    picked = first.locator("span").inner_text()
+    first.click()
+    expect(dialog).to_be_hidden()
+    expect(page.locator("#reference-preview")).to_contain_text(picked)
+    expect(page.get_by_label("Edit to apply")).to_be_focused()
+    page.keyboard.type("make them green")
+    page.keyboard.press("Enter")
+    expect(page.locator("#status")).to_contain_text("results")
+    expect(page.locator("#results > li").first).to_be_visible()
+    second = page.locator("#results > li").nth(1)
+    second_id = second.get_attribute("data-id")
+    second.get_by_role("button", name=re.compile("^Use .* as the reference image$")).click()
+    assert second_id is not None
+    expect(page.locator("#reference-preview")).to_contain_text(f"Catalog image {second_id}")
+    expect(page.get_by_label("Edit to apply")).to_be_focused()
+
+
+def test_stopping_a_rerank_keeps_the_stage1_order(
+    page: Any, server_factory: Callable[..., LiveServer], served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    slow = server_factory(verify_delay_s=3.0)
+    open_page(page, slow, served_catalog)
+    query = "green stars"
+    stage1 = [c.id for c in served_catalog.engine.stage1(TextQuery(text=query)).candidates]
+
+    search_text(page, query)
+    stop = page.get_by_role("button", name="Stop reranking")
+    expect(stop).to_be_visible()
+    stop.click()
+    expect(page.locator("#status")).to_have_text(
+        "Reranking stopped; showing the stage-1 order.", timeout=20_000
+    )
+    expect(stop).to_be_hidden()
+    assert card_ids(page) == stage1
+    assert moved_markers(page) == {}
+
+
+def test_the_page_is_keyboard_reachable_and_labelled(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    expect = _expect()
+    open_page(page, live_server, served_catalog)
+    page.keyboard.press("Tab")
+    expect(page.get_by_role("link", name="Skip to results")).to_be_focused()
+    page.keyboard.press("Tab")
+    expect(page.get_by_label("Text", exact=True)).to_be_focused()
+    page.keyboard.press("ArrowDown")
+    expect(page.get_by_label("Reference image + edit")).to_be_checked()
+    expect(page.locator("#kind-composed")).to_be_visible()
+    for _ in range(60):
+        page.keyboard.press("Tab")
+        if page.evaluate("() => document.activeElement.id") == "search-button":
+            break
+    else:
+        pytest.fail("the Search button cannot be reached with Tab")
+
+    page.locator("#filters-box summary").click()
+    unlabelled = page.evaluate(
+        """() => [...document.querySelectorAll('input, select, textarea, button')]
+            .filter(e => e.offsetParent !== null)
+            .filter(e => !(e.labels && e.labels.length) && !e.getAttribute('aria-label')
+                         && !(e.tagName === 'BUTTON' && e.textContent.trim()))
+            .map(e => e.outerHTML)"""
+    )
+    assert unlabelled == []
