@@ -1,0 +1,278 @@
+"""The embedded store's ANN index: faiss HNSW over one vector field, keyed by slot.
+
+The index is derived data. SQLite holds every vector; an index file is a cache
+that saves rebuilding the HNSW graph on every open. A file starts with a small
+header (the generation marker): which catalog and field it belongs to, the
+dimension, and its *watermark*, the slot counter value it covers: every slot
+below the watermark that existed when the index was last caught up is in it,
+and no slot at or above it is. Files are written to a temporary name, flushed
+to disk and moved into place with ``os.replace``, so a reader sees the old file
+or the new one, never half of one.
+
+Vectors are added L2-normalised and compared by inner product, so scores are
+cosine similarities. Searches take the set of slots they may return (live
+vectors that pass the filters) as a faiss ``IDSelectorBitmap``: the filter is
+applied inside the graph search, not to its output.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import struct
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+from numpy.typing import NDArray
+
+from imagescope.store.base import Hit
+
+log = logging.getLogger(__name__)
+
+#: faiss, untyped: its stubs leave out the search parameters and callback I/O used here.
+_faiss: Any = faiss
+
+MAGIC = b"IMAGESCOPE-HNSW1"
+_LENGTH = struct.Struct("<I")
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class IndexHeader:
+    """The generation marker written at the start of an index file."""
+
+    catalog: str
+    field: str
+    dim: int
+    watermark: int
+    ntotal: int
+    format: int = FORMAT_VERSION
+
+
+class Selection:
+    """The slots a search may return: an array, and a faiss bitmap selector over it."""
+
+    def __init__(self, slots: NDArray[np.int64]) -> None:
+        self.slots = slots
+
+    def __len__(self) -> int:
+        return len(self.slots)
+
+    @cached_property
+    def selector(self) -> Any:
+        size = int(self.slots.max()) + 1 if len(self.slots) else 1
+        bits = np.zeros(size, dtype=bool)
+        bits[self.slots] = True
+        # The selector reads this buffer: keep it alive as long as the selector.
+        self._bitmap = np.packbits(bits, bitorder="little")
+        return faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
+
+
+class HnswIndex:
+    """A faiss HNSW graph (inner product) whose labels are slot numbers."""
+
+    def __init__(self, index: Any, *, watermark: int) -> None:
+        self._index = index
+        self.watermark = watermark
+        #: Vectors added since the index was last saved or loaded.
+        self.unsaved = 0
+
+    @classmethod
+    def empty(cls, dim: int, *, m: int, ef_construction: int) -> HnswIndex:
+        graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
+        graph.hnsw.efConstruction = ef_construction
+        return cls(faiss.IndexIDMap2(graph), watermark=0)
+
+    @property
+    def ntotal(self) -> int:
+        return int(self._index.ntotal)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    def add(self, slots: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Add unit vectors under their slot numbers (slots must be new)."""
+        if len(slots) == 0:
+            return
+        self._index.add_with_ids(
+            np.ascontiguousarray(vectors, dtype=np.float32),
+            np.ascontiguousarray(slots, dtype=np.int64),
+        )
+        self.unsaved += len(slots)
+
+    def search(
+        self,
+        queries: NDArray[np.float32],
+        k: int,
+        *,
+        allowed: Selection,
+        ef_search: int,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """Top ``k`` among ``allowed`` slots per query: (scores, slots), -1 pads misses."""
+        params = _faiss.SearchParametersHNSW(sel=allowed.selector, efSearch=max(ef_search, k))
+        scores, slots = self._index.search(
+            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+        )
+        return scores, slots
+
+    def vectors(self, slots: NDArray[np.int64]) -> NDArray[np.float32]:
+        """The stored (unit) vectors of these slots, shape (len(slots), dim)."""
+        if len(slots) == 0:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        keys = np.ascontiguousarray(slots, dtype=np.int64)
+        return np.asarray(self._index.reconstruct_batch(keys), dtype=np.float32)
+
+    def save(self, path: Path, header: IndexHeader) -> None:
+        """Write the index atomically: temporary file, fsync, ``os.replace``."""
+        tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+        try:
+            with tmp.open("wb") as out:
+                encoded = json.dumps(asdict(header)).encode()
+                out.write(MAGIC + _LENGTH.pack(len(encoded)) + encoded)
+                faiss.write_index(self._index, _faiss.PyCallbackIOWriter(out.write))
+                out.flush()
+                os.fsync(out.fileno())
+            os.replace(tmp, path)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        _fsync_dir(path.parent)
+        self.unsaved = 0
+
+
+SlotIds = Callable[[NDArray[np.int64]], list[str]]
+
+
+def search_exact(
+    index: HnswIndex,
+    queries: NDArray[np.float32],
+    *,
+    k: int,
+    allowed: Selection,
+    ids_of: SlotIds,
+) -> list[list[Hit]]:
+    """Exact top ``k`` among ``allowed`` slots; ties by ascending id, even at the cut."""
+    scores = queries @ index.vectors(allowed.slots).T
+    results = []
+    for row in scores:
+        if len(row) > k:
+            kth = np.partition(row, len(row) - k)[len(row) - k]
+            keep = np.flatnonzero(row >= kth)  # every tie at the k-th score
+        else:
+            keep = np.arange(len(row))
+        ids = ids_of(allowed.slots[keep])
+        hits = [Hit(i, float(s)) for i, s in zip(ids, row[keep], strict=True)]
+        results.append(sorted(hits, key=_hit_order)[:k])
+    return results
+
+
+def search_approximate(
+    index: HnswIndex,
+    queries: NDArray[np.float32],
+    *,
+    k: int,
+    allowed: Selection,
+    ef_search: int,
+    ids_of: SlotIds,
+) -> list[list[Hit]]:
+    """HNSW top ``k`` among ``allowed`` slots; a query that finds fewer is redone exactly."""
+    # A filter hides part of the graph from the results: keep more candidates
+    # (x3 at 10% selectivity, at most x8; the fallback below covers the rest).
+    widen = min(8.0, math.sqrt(index.ntotal / len(allowed)))
+    ef = math.ceil(max(ef_search, k) * widen)
+    scores, slots = index.search(queries, k, allowed=allowed, ef_search=ef)
+    results: list[list[Hit]] = []
+    for query, row_scores, row_slots in zip(queries, scores, slots, strict=True):
+        found = row_slots != -1
+        if np.count_nonzero(found) < k:
+            results.extend(search_exact(index, query[None], k=k, allowed=allowed, ids_of=ids_of))
+            continue
+        ids = ids_of(row_slots[found])
+        hits = [Hit(i, float(s)) for i, s in zip(ids, row_scores[found], strict=True)]
+        results.append(sorted(hits, key=_hit_order))
+    return results
+
+
+def _hit_order(hit: Hit) -> tuple[float, str]:
+    return (-hit.score, hit.id)
+
+
+def read_header(path: Path) -> IndexHeader | None:
+    """The header of an index file, or None when it is missing or unreadable."""
+    try:
+        with path.open("rb") as src:
+            return _read_header(src)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        if not isinstance(exc, FileNotFoundError):
+            log.warning("unreadable index file %s: %s", path, exc)
+        return None
+
+
+def load_index(path: Path, *, catalog: str, field: str, dim: int) -> HnswIndex | None:
+    """Load an index file that belongs to this catalog and field, else None.
+
+    A missing, truncated, corrupt or foreign file gives None (the caller
+    rebuilds from SQLite); the reason is logged.
+    """
+    try:
+        with path.open("rb") as src:
+            header = _read_header(src)
+            if (header.catalog, header.field, header.dim) != (catalog, field, dim):
+                log.warning("index file %s belongs to another catalog or field; ignored", path)
+                return None
+            index = faiss.read_index(_faiss.PyCallbackIOReader(src.read))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, TypeError, KeyError, RuntimeError) as exc:
+        log.warning("unreadable index file %s (%s); it will be rebuilt", path, exc)
+        return None
+    if int(index.ntotal) != header.ntotal or int(index.d) != dim:
+        log.warning("index file %s does not match its header; it will be rebuilt", path)
+        return None
+    log.debug("loaded %s (%d vectors, watermark %d)", path, header.ntotal, header.watermark)
+    return HnswIndex(index, watermark=header.watermark)
+
+
+def remove_temp_files(folder: Path) -> None:
+    """Delete index files left half-written by a process that died while saving.
+
+    Call only while holding the writer lock (no one else is saving then).
+    """
+    for leftover in folder.glob("*.hnsw.tmp-*"):
+        with contextlib.suppress(OSError):
+            leftover.unlink()
+            log.info("removed leftover temporary index file %s", leftover)
+
+
+def _read_header(src: Any) -> IndexHeader:
+    if src.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not an ImageScope index file")
+    (length,) = _LENGTH.unpack(src.read(_LENGTH.size))
+    fields = json.loads(src.read(length))
+    header = IndexHeader(**fields)
+    if header.format != FORMAT_VERSION:
+        raise ValueError(f"index format {header.format} is not {FORMAT_VERSION}")
+    return header
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make a rename durable (best effort: some filesystems refuse)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
