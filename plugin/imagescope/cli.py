@@ -287,3 +287,80 @@ def demo(
         raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
     chosen, outcomes = run_demo(_settings(), n=size, seed=seed, stages=wanted)
     print_demo(console, chosen, outcomes)
+
+
+@app.command(name="eval")
+@friendly_errors
+def eval_(
+    dataset: Annotated[
+        str, typer.Argument(help="cirr, circo, fashioniq, flickr30k, mscoco, visdial, synthetic.")
+    ],
+    data: Annotated[Path, typer.Option(help="Dataset root (synthetic: where to draw it).")],
+    split: Annotated[str | None, typer.Option(help="Split (default: the dataset's).")] = None,
+    image_root: Annotated[Path | None, typer.Option(help="Images, if not under --data.")] = None,
+    stages: Annotated[str, typer.Option(help="Stages to score, e.g. 1 or 1,2,3.")] = "1,2,3",
+    out: Annotated[Path | None, typer.Option(help="Output folder (resumable).")] = None,
+    max_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N.")] = None,
+    size: Annotated[int, typer.Option(min=10, help="synthetic: catalog size.")] = 2000,
+    queries_per_kind: Annotated[
+        int, typer.Option(min=1, help="synthetic: queries per kind.")
+    ] = 100,
+    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
+) -> None:
+    """Run a benchmark through the pipeline and print its official metrics per stage."""
+    from imagescope.engine import Engine, check_stages
+    from imagescope.eval.datasets import load_benchmark
+    from imagescope.eval.harness import eval_store, index_gallery, run_eval
+    from imagescope.models.factory import build_embedder
+
+    settings = _settings()
+    wanted = check_stages([int(s) for s in stages.split(",") if s.strip().isdigit()])
+    options: dict[str, Any] = {} if split is None else {"split": split}
+    if dataset.lower() == "synthetic":
+        options.update(n=size, n_per_kind=queries_per_kind)
+    elif image_root is not None:
+        options["image_root"] = image_root
+    benchmark = load_benchmark(dataset, data, **options)
+    if benchmark.name == "synthetic":
+        # The synthetic catalog has a model of its own when no CLIP weights are here.
+        from imagescope.demo import choose_embedder
+
+        chosen = choose_embedder(settings)
+        console.print(f"embedder: {chosen.embedder.model_id} - {chosen.why}")
+        embedder = chosen.embedder
+    else:
+        embedder = build_embedder(settings.models.embedder)
+    roots = [*settings.images.allowed_roots, data.resolve()]
+    roots += [image_root.resolve()] if image_root else []
+    limits = settings.images.model_copy(update={"allowed_roots": roots})
+    store = eval_store(settings, benchmark, embedder)
+    engine = Engine.from_settings(settings, embedder=embedder, store=store, limits=limits)
+    out_dir = out or settings.data_dir / "runs" / f"{benchmark.name}-{benchmark.split}"
+    try:
+        index_gallery(benchmark, engine, limits=limits)
+        result = run_eval(
+            benchmark,
+            engine,
+            stages=wanted,
+            out_dir=out_dir,
+            max_queries=max_queries,
+            resume=not fresh,
+        )
+    finally:
+        engine.close()
+    table = Table(title=f"{benchmark.name} {benchmark.split} ({len(benchmark.queries)} queries)")
+    table.add_column("metric")
+    for stage_set in result.metrics:
+        table.add_column(f"stages {stage_set}", justify="right")
+    names = dict.fromkeys(m for metrics in result.metrics.values() for m in metrics)
+    for name in names:
+        row = [
+            f"{metrics[name]:.2f}" if name in metrics else "-"
+            for metrics in result.metrics.values()
+        ]
+        table.add_row(name, *row)
+    console.print(table)
+    console.print(f"metrics and rankings in {result.out_dir}")
+    for stage_set, paths in result.submissions.items():
+        for path in paths:
+            console.print(f"submission ({stage_set}): {path}")

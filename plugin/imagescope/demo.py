@@ -27,14 +27,7 @@ from imagescope.errors import ConfigError
 from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
-from imagescope.models.factory import (
-    build_captioner,
-    build_embedder,
-    build_evaluator,
-    build_reasoner,
-    build_verifier,
-)
-from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImageSource
+from imagescope.models.factory import build_embedder
 from imagescope.schemas import SearchResult
 from imagescope.settings import EmbeddedStoreSettings, Settings
 from imagescope.store.embedded import EmbeddedStore
@@ -120,18 +113,7 @@ def prepare_engine(
         progress=True,
     )
     report.raise_for_failures()
-    models = settings.models
-    components = Components(
-        embedder=chosen.embedder,
-        store=store,
-        reasoner=build_reasoner(models.reasoner),
-        images=StoreImageSource(store, limits),
-        verifier=build_verifier(models.verifier, chosen.embedder),
-        evaluator=build_evaluator(models.evaluator, chosen.embedder),
-        captioner=build_captioner(models.captioner),
-        cache=MemoryAnswerCache(),
-    )
-    return Engine(components, settings.pipeline)
+    return Engine.from_settings(settings, embedder=chosen.embedder, store=store, limits=limits)
 
 
 def _first_hit(ids: list[str], truth: set[str]) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from imagescope.errors import InputError
+from imagescope.models.base import Embedder
 from imagescope.models.factory import (
     build_captioner,
     build_embedder,
@@ -21,7 +22,8 @@ from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImag
 from imagescope.pipeline.rerank import rerank
 from imagescope.pipeline.stage1 import RetrievalParams, run_stage1
 from imagescope.schemas import Query, RerankRequest, SearchResult
-from imagescope.settings import PipelineSettings, Settings
+from imagescope.settings import ImageLimits, PipelineSettings, Settings
+from imagescope.store.base import VectorStore
 from imagescope.store.factory import build_store
 
 
@@ -38,19 +40,31 @@ class Engine:
         self.pipeline = pipeline
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> Engine:
-        """Loads the embedder and the store and checks that their dimensions agree."""
-        embedder = build_embedder(settings.models.embedder)
-        store = build_store(settings.store)
+    def from_settings(
+        cls,
+        settings: Settings,
+        *,
+        embedder: Embedder | None = None,
+        store: VectorStore | None = None,
+        limits: ImageLimits | None = None,
+    ) -> Engine:
+        """Builds the configured backends; ``embedder``/``store``/``limits`` override them.
+
+        The store is created or validated against the embedder's dimension
+        (``DimensionMismatchError`` when they disagree).
+        """
+        embedder = embedder or build_embedder(settings.models.embedder)
+        store = store or build_store(settings.store)
         store.ensure(embedder.dim)
+        models = settings.models
         components = Components(
             embedder=embedder,
             store=store,
-            reasoner=build_reasoner(settings.models.reasoner),
-            images=StoreImageSource(store, settings.images),
-            verifier=build_verifier(settings.models.verifier, embedder),
-            evaluator=build_evaluator(settings.models.evaluator, embedder),
-            captioner=build_captioner(settings.models.captioner),
+            reasoner=build_reasoner(models.reasoner),
+            images=StoreImageSource(store, limits or settings.images),
+            verifier=build_verifier(models.verifier, embedder),
+            evaluator=build_evaluator(models.evaluator, embedder),
+            captioner=build_captioner(models.captioner),
             cache=MemoryAnswerCache(),
         )
         return cls(components, settings.pipeline)

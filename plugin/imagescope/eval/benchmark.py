@@ -91,6 +91,8 @@ class Benchmark:
     submitter: Submitter | None = None
     #: Extra fields per gallery id, for the index (e.g. FashionIQ ``category``).
     gallery_metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
+    #: Captions that come with the dataset (else the configured captioner writes them).
+    gallery_captions: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def has_ground_truth(self) -> bool:

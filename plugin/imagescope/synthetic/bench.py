@@ -38,13 +38,13 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from imagescope.engine import Engine
+from imagescope.eval.harness import staged_results
 from imagescope.eval.metrics import check_unique, first_rank
 from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
 from imagescope.models.factory import build_evaluator, build_reasoner, build_verifier
 from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImageSource
-from imagescope.pipeline.rerank import rerank
 from imagescope.pipeline.stage1 import fallback_intent, instruction_of
 from imagescope.schemas import ComposedQuery, SearchResult, StageName
 from imagescope.settings import (
@@ -203,9 +203,8 @@ def judge_signal(
 
 def run_query(engine: Engine, query: SyntheticQuery) -> QueryOutcome:
     """The CLIP baseline; stage 1, then 2 on its result, then 3 on stage 2's result."""
-    first = engine.stage1(query.query)
-    second = rerank(engine.components, engine.rerank_request(query.query, first, stages=[2]))
-    third = rerank(engine.components, engine.rerank_request(query.query, second, stages=[3]))
+    staged = staged_results(engine, query.query, stages=[1, 2, 3])
+    first, second, third = (staged[name] for name in STAGE_SETS)
     outcome = QueryOutcome(id=query.id, kind=query.kind, ground_truth=len(query.ground_truth))
     baseline = baseline_ranking(engine, query)
     check_unique(baseline, query=query.id)

@@ -15,6 +15,7 @@ from imagescope.eval.benchmark import Benchmark, DatasetError
 from imagescope.eval.datasets.circo import load_circo
 from imagescope.eval.datasets.cirr import load_cirr
 from imagescope.eval.datasets.fashioniq import load_fashioniq
+from imagescope.eval.datasets.synthetic import load_synthetic
 from imagescope.eval.datasets.t2i import load_flickr30k, load_mscoco, load_text_to_image
 from imagescope.eval.datasets.visdial import load_visdial
 
@@ -25,6 +26,7 @@ LOADERS: dict[str, Callable[..., Benchmark]] = {
     "flickr30k": load_flickr30k,
     "mscoco": load_mscoco,
     "visdial": load_visdial,
+    "synthetic": load_synthetic,
 }
 
 
@@ -51,6 +53,7 @@ __all__ = [
     "load_fashioniq",
     "load_flickr30k",
     "load_mscoco",
+    "load_synthetic",
     "load_text_to_image",
     "load_visdial",
 ]

@@ -1,0 +1,145 @@
+"""``imagescope eval``: index a benchmark's gallery, run its queries per stage, score.
+
+Stage sets are scored separately from one pass per query: stage 1; stage 2
+on the stage-1 result; stage 3 on the stage-2 result (exactly what a [2, 3]
+rerank does), so ``"1"``, ``"1+2"`` and ``"1+2+3"`` come from the same
+candidates. Rankings are stored already ordered (scores ``-rank``), so the
+metrics' tie rule (score, then id) never reorders a reranked list.
+
+The gallery goes into its own index (per benchmark, split and embedder),
+ingested idempotently with ``skip_existing``: a second run reuses it, an
+interrupted ingest continues. The query run itself resumes from
+``rankings.jsonl`` (see :mod:`imagescope.eval.runner`).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+
+from imagescope.engine import Engine
+from imagescope.eval.benchmark import Benchmark, BenchmarkQueryKind, Rankings
+from imagescope.eval.metrics import first_rank
+from imagescope.eval.runner import RunResult, Scored, run_benchmark
+from imagescope.ingest.runner import ingest
+from imagescope.ingest.sources import IngestItem
+from imagescope.models.base import Embedder
+from imagescope.pipeline.rerank import rerank
+from imagescope.schemas import SearchResult
+from imagescope.settings import ImageLimits, Settings
+from imagescope.store.base import VectorStore
+from imagescope.store.factory import build_store
+
+log = logging.getLogger(__name__)
+
+STAGE_SETS = {1: "1", 2: "1+2", 3: "1+2+3"}
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
+
+
+def staged_results(
+    engine: Engine, query: BenchmarkQueryKind, *, stages: Sequence[int]
+) -> dict[str, SearchResult]:
+    """Stage 1, then each later stage on the previous stage's result."""
+    result = engine.stage1(query)
+    out = {STAGE_SETS[1]: result}
+    for stage in (2, 3):
+        if stage in stages:
+            request = engine.rerank_request(query, result, stages=[stage])
+            result = rerank(engine.components, request)
+            out[STAGE_SETS[stage]] = result
+    return out
+
+
+def _as_scored(result: SearchResult) -> Scored:
+    return [(c.id, -float(rank)) for rank, c in enumerate(result.candidates, start=1)]
+
+
+def eval_store(settings: Settings, benchmark: Benchmark, embedder: Embedder) -> VectorStore:
+    """An index of its own for this benchmark's gallery (embedded or OpenSearch)."""
+    name = slug(f"{benchmark.name}-{benchmark.split}-{embedder.model_id}").lower()
+    store_settings = settings.store
+    if store_settings.kind == "opensearch":
+        opensearch = store_settings.opensearch.model_copy(
+            update={"index": f"{store_settings.opensearch.index}-eval-{name}"[:200]}
+        )
+        store_settings = store_settings.model_copy(update={"opensearch": opensearch})
+    else:
+        embedded = store_settings.embedded.model_copy(
+            update={"path": settings.data_dir / "eval" / name}
+        )
+        store_settings = store_settings.model_copy(update={"embedded": embedded})
+    return build_store(store_settings)
+
+
+def index_gallery(
+    benchmark: Benchmark,
+    engine: Engine,
+    *,
+    limits: ImageLimits,
+) -> int:
+    """Ingest the gallery (skipping ids already there); returns how many were written."""
+    items = [
+        IngestItem(
+            id=image.id,
+            uri=str(image.path),
+            caption=benchmark.gallery_captions.get(image.id),
+            metadata=dict(benchmark.gallery_metadata.get(image.id, {})),
+        )
+        for image in benchmark.gallery
+    ]
+    components = engine.components
+    report = ingest(
+        items,
+        store=components.store,
+        embedder=components.embedder,
+        captioner=components.captioner,
+        limits=limits,
+        skip_existing=True,
+    )
+    report.raise_for_failures()
+    return report.ok
+
+
+def run_eval(
+    benchmark: Benchmark,
+    engine: Engine,
+    *,
+    stages: Sequence[int],
+    out_dir: Path,
+    max_queries: int | None = None,
+    resume: bool = True,
+) -> RunResult:
+    """Search every query through the requested stages and score each stage set."""
+    if max_queries is not None:
+        benchmark = replace(benchmark, queries=benchmark.queries[:max_queries])
+
+    def search(query: BenchmarkQueryKind) -> dict[str, Scored]:
+        results = staged_results(engine, query, stages=stages)
+        return {name: _as_scored(result) for name, result in results.items()}
+
+    return run_benchmark(benchmark, search=search, out_dir=out_dir, resume=resume)
+
+
+def recall_by_group(
+    benchmark: Benchmark, rankings: Rankings, *, ks: Sequence[int] = (1, 5, 10), group: str = "kind"
+) -> dict[str, float]:
+    """R@K over queries with several ground-truth ids (any one counts), overall and per group."""
+    groups: dict[str, list[int | None]] = {"all": []}
+    for query in benchmark.queries:
+        rank = first_rank(rankings[query.id][0], set(query.targets))
+        groups["all"].append(rank)
+        groups.setdefault(str(query.extras.get(group, "")), []).append(rank)
+    groups.pop("", None)
+    metrics = {}
+    for name, ranks in groups.items():
+        prefix = "" if name == "all" else f"{name} "
+        for k in ks:
+            hits = sum(r is not None and r <= k for r in ranks)
+            metrics[f"{prefix}R@{k}"] = 100.0 * hits / len(ranks)
+    return metrics
