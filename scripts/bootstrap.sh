@@ -32,6 +32,11 @@ if [ "$services" = 1 ]; then
   missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+  for tool in curl unzip mvn java; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  missing=("${missing[@]/#mvn/maven}")
+  missing=("${missing[@]/#java/openjdk-17-jre-headless}")
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"

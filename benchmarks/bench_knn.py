@@ -1,0 +1,347 @@
+"""k-NN benchmark: OpenSearch (Lucene HNSW) and the embedded store against exact numpy.
+
+For N random unit vectors (default 100,000 x 512) it measures, per backend:
+bulk ingest rate (records/s, including the final refresh and force merge for
+OpenSearch), single-client k-NN latency p50/p99 for k=10 and k=100 (through
+the store's ``knn``, so JSON and HTTP are included), and recall@k against the
+exact top-k computed with numpy in the same run. Exact numpy is also the
+latency baseline; the table shows each backend's p50 as a ratio of it.
+
+Data (queries come from the same distribution and are not in the catalog):
+``--data lowrank`` (the default) draws Gaussian vectors in a random
+``--intrinsic-dim`` (32) subspace plus a little isotropic noise: embedding sets
+such as CLIP's have a low intrinsic dimension, which is what makes graph
+search work on them. ``--data uniform`` draws vectors uniformly on the sphere:
+no structure, the true neighbours barely nearer than the rest, the worst case
+for any HNSW index. ``--data clustered`` draws them around ``--clusters``
+well-separated centres, an easy case.
+
+    .venv/bin/python benchmarks/bench_knn.py                        # 100k x 512
+    .venv/bin/python benchmarks/bench_knn.py --million              # 1,000,000 x 512
+    .venv/bin/python benchmarks/bench_knn.py --n 20000 --ef-search 100,200
+
+OpenSearch: ``--opensearch-url`` (default ``$IMAGESCOPE_TEST_OPENSEARCH_URL`` or
+http://127.0.0.1:9250, the node of ``scripts/opensearch-node.sh start``). The
+benchmark index is deleted afterwards. Results: benchmarks/results/knn-<N>.json
+(``knn-<N>-uniform.json``, ``knn-<N>-clustered.json`` for the other data).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from imagescope.settings import EmbeddedStoreSettings, OpenSearchSettings
+from imagescope.store.base import CatalogRecord, VectorStore
+from imagescope.store.opensearch import OpenSearchStore
+
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
+KS = (10, 100)
+DATA_KINDS = ("lowrank", "uniform", "clustered")
+#: Isotropic noise (per coordinate) added to lowrank data before normalising.
+LOWRANK_NOISE = 0.075
+Search = Callable[[np.ndarray, int], list[str]]
+log = logging.getLogger("bench_knn")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=100_000, help="catalog size")
+    parser.add_argument("--million", action="store_true", help="shorthand for --n 1000000")
+    parser.add_argument("--dim", type=int, default=512)
+    parser.add_argument("--queries", type=int, default=200, help="timed queries per k")
+    parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--data", choices=DATA_KINDS, default="lowrank")
+    parser.add_argument("--intrinsic-dim", type=int, default=32, help="lowrank data only")
+    parser.add_argument("--clusters", type=int, default=1000, help="clustered data only")
+    parser.add_argument("--seed", type=int, default=0)
+    default_url = os.environ.get("IMAGESCOPE_TEST_OPENSEARCH_URL", "http://127.0.0.1:9250")
+    parser.add_argument("--opensearch-url", default=default_url)
+    parser.add_argument("--m", type=int, default=16, help="HNSW m (OpenSearch)")
+    parser.add_argument("--ef-construction", type=int, default=128)
+    parser.add_argument("--ef-search", default="100", help="comma list: one run per value")
+    parser.add_argument("--bulk-size", type=int, default=500)
+    parser.add_argument("--skip", nargs="*", default=[], choices=("opensearch", "embedded"))
+    args = parser.parse_args()
+    if args.million:
+        args.n = 1_000_000
+    args.ef_search = [int(v) for v in str(args.ef_search).split(",")]
+    return args
+
+
+# --------------------------------------------------------------------------- data
+
+
+def unit_rows(rows: np.ndarray) -> np.ndarray:
+    unit: np.ndarray = (rows / np.linalg.norm(rows, axis=1, keepdims=True)).astype(np.float32)
+    return unit
+
+
+def make_vectors(n: int, args: argparse.Namespace, *, seed: int) -> np.ndarray:
+    """``n`` unit vectors from the chosen distribution, built in chunks."""
+    rng = np.random.default_rng(seed)
+    shared = np.random.default_rng(args.seed)  # the same subspace / centres for every call
+    if args.data == "lowrank":
+        basis = np.linalg.qr(shared.normal(size=(args.dim, args.intrinsic_dim)))[0].T
+    elif args.data == "clustered":
+        centres = unit_rows(shared.normal(size=(args.clusters, args.dim)))
+    out = np.empty((n, args.dim), dtype=np.float32)
+    for start in range(0, n, 50_000):
+        size = min(50_000, n - start)
+        rows = rng.normal(size=(size, args.dim))
+        if args.data == "lowrank":
+            rows = rng.normal(size=(size, args.intrinsic_dim)) @ basis + LOWRANK_NOISE * rows
+        elif args.data == "clustered":
+            rows = centres[rng.integers(0, args.clusters, size)] + 0.045 * rows
+        out[start : start + size] = unit_rows(rows)
+    return out
+
+
+def describe_data(args: argparse.Namespace) -> str:
+    if args.data == "lowrank":
+        return f"lowrank ({args.intrinsic_dim}-d subspace, noise {LOWRANK_NOISE})"
+    if args.data == "clustered":
+        return f"clustered ({args.clusters} centres)"
+    return "uniform"
+
+
+def exact_top(data: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the exact top-k rows per query, best first (chunked over queries)."""
+    found = []
+    for start in range(0, len(queries), 16):
+        scores = queries[start : start + 16] @ data.T
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.take_along_axis(scores, part, axis=1).argsort(axis=1)[:, ::-1]
+        found.append(np.take_along_axis(part, order, axis=1))
+    return np.concatenate(found)
+
+
+def ids_of(rows: np.ndarray) -> list[str]:
+    return [f"{i:08d}" for i in rows]
+
+
+def catalog(data: np.ndarray) -> Iterator[CatalogRecord]:
+    for i, vector in enumerate(data):
+        yield CatalogRecord(id=f"{i:08d}", image_vector=vector)
+
+
+# --------------------------------------------------------------------------- measuring
+
+
+def measure(
+    search: Search, queries: np.ndarray, truth: np.ndarray, k: int, warmup: int
+) -> dict[str, Any]:
+    """Latency percentiles and recall@k of ``search`` over ``queries``."""
+    for query in queries[:warmup]:
+        search(query, k)
+    latencies, recalls = [], []
+    for query, expected in zip(queries, truth, strict=True):
+        started = time.perf_counter()
+        found = search(query, k)
+        latencies.append((time.perf_counter() - started) * 1000.0)
+        recalls.append(len(set(found) & set(ids_of(expected[:k]))) / k)
+    return {
+        "p50_ms": float(np.percentile(latencies, 50)),
+        "p99_ms": float(np.percentile(latencies, 99)),
+        "recall": float(np.mean(recalls)),
+    }
+
+
+def store_search(store: VectorStore) -> Search:
+    def search(query: np.ndarray, k: int) -> list[str]:
+        return [hit.id for hit in store.knn("image", query, k=k)[0]]
+
+    return search
+
+
+def bench_exact(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    def search(query: np.ndarray, k: int) -> list[str]:
+        return ids_of(exact_top(data, query[None, :], k)[0])
+
+    return {f"k{k}": measure(search, queries, truth, k, args.warmup) for k in KS}
+
+
+def ingest(store: VectorStore, data: np.ndarray) -> float:
+    started = time.perf_counter()
+    report = store.upsert(catalog(data))
+    if report.failed:
+        raise SystemExit(
+            f"{len(report.failed)} records failed, e.g. {next(iter(report.failed.items()))}"
+        )
+    return time.perf_counter() - started
+
+
+def bench_opensearch(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    settings = OpenSearchSettings(
+        hosts=[args.opensearch_url],
+        index=f"bench-knn-{uuid.uuid4().hex[:8]}",
+        number_of_replicas=0,
+        hnsw_m=args.m,
+        ef_construction=args.ef_construction,
+        bulk_chunk_size=args.bulk_size,
+        timeout_s=600,
+    )
+    store = OpenSearchStore(settings)
+    store.ensure(args.dim)
+    client = store.client
+    try:
+        # One segment per refresh during the load would be merged (and its graph rebuilt) later.
+        client.indices.put_settings(
+            index=settings.index, body={"index": {"refresh_interval": "-1"}}
+        )
+        load_s = ingest(store, data)
+        started = time.perf_counter()
+        client.indices.forcemerge(
+            index=settings.index, params={"max_num_segments": 1, "request_timeout": 7200}
+        )
+        client.indices.refresh(index=settings.index)
+        merge_s = time.perf_counter() - started
+        result: dict[str, Any] = {
+            "ingest_s": load_s,
+            "merge_s": merge_s,
+            "ingest_per_s": len(data) / load_s,
+            "ingest_per_s_with_merge": len(data) / (load_s + merge_s),
+            "hnsw": {"m": args.m, "ef_construction": args.ef_construction, "engine": "lucene"},
+            "runs": {},
+        }
+        for ef in args.ef_search:
+            tuned = OpenSearchStore(settings.model_copy(update={"ef_search": ef}), client=client)
+            runs = {
+                f"k{k}": measure(store_search(tuned), queries, truth, k, args.warmup) for k in KS
+            }
+            result["runs"][f"ef_search={ef}"] = runs
+            log.info("opensearch ef_search=%d: %s", ef, runs)
+        return result
+    finally:
+        client.indices.delete(index=f"{settings.index}-v*")
+        store.close()
+
+
+def bench_embedded(
+    data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    try:
+        from imagescope.store.embedded import EmbeddedStore
+    except ImportError as exc:
+        print(f"embedded store skipped: {exc}")
+        return {"skipped": str(exc)}
+    with tempfile.TemporaryDirectory(prefix="bench-knn-") as folder:
+        defaults = EmbeddedStoreSettings()
+        store = EmbeddedStore(EmbeddedStoreSettings(path=Path(folder) / "catalog"))
+        try:
+            store.ensure(args.dim)
+            load_s = ingest(store, data)
+            runs = {
+                f"k{k}": measure(store_search(store), queries, truth, k, args.warmup) for k in KS
+            }
+        finally:
+            store.close()
+    hnsw = {
+        "m": defaults.hnsw_m,
+        "ef_construction": defaults.ef_construction,
+        "ef_search": defaults.ef_search,
+    }
+    return {
+        "ingest_s": load_s,
+        "ingest_per_s": len(data) / load_s,
+        "hnsw": hnsw,
+        "runs": {"default": runs},
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+def table_rows(results: dict[str, Any]) -> Iterator[list[str]]:
+    exact = results["exact"]
+    yield ["backend", "run", "ingest/s", "k", "p50 ms", "p99 ms", "x exact p50", "recall"]
+    for k in KS:
+        e = exact[f"k{k}"]
+        yield [
+            "exact numpy",
+            "-",
+            "-",
+            str(k),
+            f"{e['p50_ms']:.2f}",
+            f"{e['p99_ms']:.2f}",
+            "1.00",
+            "1.000",
+        ]
+    for backend in ("opensearch", "embedded"):
+        entry = results.get(backend) or {}
+        for run, by_k in entry.get("runs", {}).items():
+            for k in KS:
+                r = by_k[f"k{k}"]
+                ratio = r["p50_ms"] / exact[f"k{k}"]["p50_ms"]
+                rate = f"{entry.get('ingest_per_s_with_merge', entry['ingest_per_s']):.0f}"
+                yield [
+                    backend,
+                    run,
+                    rate,
+                    str(k),
+                    f"{r['p50_ms']:.2f}",
+                    f"{r['p99_ms']:.2f}",
+                    f"{ratio:.2f}",
+                    f"{r['recall']:.3f}",
+                ]
+
+
+def print_table(results: dict[str, Any]) -> None:
+    rows = list(table_rows(results))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.rjust(width) for cell, width in zip(row, widths, strict=True)))
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.getLogger("opensearch").setLevel(logging.WARNING)
+    args = parse_args()
+    started = time.perf_counter()
+    data = make_vectors(args.n, args, seed=args.seed + 1)
+    queries = make_vectors(args.queries, args, seed=args.seed + 2)
+    truth = exact_top(data, queries, max(KS))
+    results: dict[str, Any] = {
+        "n": args.n,
+        "dim": args.dim,
+        "data": describe_data(args),
+        "queries": args.queries,
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "load_average_at_start": os.getloadavg(),
+        },
+        "exact": bench_exact(data, queries, truth, args),
+    }
+    log.info("exact: %s", results["exact"])
+    if "opensearch" not in args.skip:
+        results["opensearch"] = bench_opensearch(data, queries, truth, args)
+    if "embedded" not in args.skip:
+        results["embedded"] = bench_embedded(data, queries, truth, args)
+    results["total_s"] = time.perf_counter() - started
+    results["machine"]["load_average_at_end"] = os.getloadavg()
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    suffix = "" if args.data == "lowrank" else f"-{args.data}"
+    out = RESULTS_DIR / f"knn-{args.n}{suffix}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    print_table(results)
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()

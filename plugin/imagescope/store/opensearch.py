@@ -1,0 +1,407 @@
+"""The OpenSearch k-NN catalog: :class:`OpenSearchStore` implements ``VectorStore``.
+
+What runs where:
+- In OpenSearch: the approximate nearest-neighbour search (HNSW; Lucene engine
+  by default, faiss as an option), one ``knn`` query per query vector, all of
+  them in one ``_msearch`` request, with the user's filters *inside* the knn
+  clause (efficient filtering: the engine searches the graph under the filter,
+  or exactly when the filter is very selective, so ``k`` matching hits come
+  back whenever ``k`` matching records exist); ``settings.ef_search`` goes
+  with each query (``method_parameters.ef_search``, at least ``k``). Also
+  bulk writes, partial updates (caption backfill), alias moves and
+  server-side ``_reindex``.
+- In Python: checking vectors (dimension, NaN/inf) and filters (against the
+  fields the index mapping declares) before anything is sent, turning the
+  plugin's scores back into cosine similarity, the final order (score
+  descending, id ascending), and stage-1 fusion: ``imagescope.store.fusion``
+  calls :meth:`OpenSearchStore.knn` on both vector fields to gather a candidate
+  pool, fetches the pool's vectors with :meth:`OpenSearchStore.get` and computes
+  the method's fused score exactly with numpy.
+
+Index naming: ``settings.index`` is an *alias*. :meth:`~OpenSearchStore.ensure`
+creates ``<alias>-v1`` behind it; :meth:`~OpenSearchStore.reindex` creates the
+next generation ``<alias>-v<N+1>`` (e.g. with new HNSW parameters), copies the
+documents server-side and moves the alias in one atomic request, so searches
+never see a missing or half-filled index. To re-embed with another model,
+:meth:`~OpenSearchStore.next_index` creates an empty generation; write into it
+through a store whose ``index`` is that name, then :meth:`~OpenSearchStore.swap_alias`.
+
+Adopting an existing index: name it (or an alias of it) in ``settings.index``
+and its fields in ``settings.fields``; ``fields.metadata = ""`` when the
+filterable fields are top-level. ``ensure`` validates the image vector field
+and adds the caption vector, caption and uri fields when they are missing, so
+:meth:`~OpenSearchStore.update_captions` can backfill captions by id without
+touching image vectors.
+
+Errors: unreachable nodes, timeouts, HTTP 429 and 502-504 are retried with
+exponential backoff (``max_retries`` times, from ``retry_backoff_s``), then
+raised as ``StoreUnavailableError``; HTTP 401/403 as ``ConfigError``; any other
+failure of OpenSearch as ``BackendError``. Per-document failures of a bulk write
+are reported by id in ``BulkReport.failed`` and never fail the batch.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from opensearchpy import OpenSearch
+from opensearchpy.exceptions import TransportError
+
+from imagescope.errors import BackendError, ConfigError, DimensionMismatchError, InputError
+from imagescope.schemas import Filters
+from imagescope.settings import OpenSearchSettings
+from imagescope.store.base import (
+    BulkReport,
+    CaptionUpdate,
+    CatalogRecord,
+    Hit,
+    VectorField,
+    VectorStore,
+    check_query_vectors,
+    check_vector,
+    validate_filters,
+)
+from imagescope.store.mappings import (
+    CatalogLayout,
+    VectorFieldInfo,
+    caption_additions,
+    check_metadata,
+    check_record_id,
+    filter_query,
+    read_layout,
+    score_to_cosine,
+)
+from imagescope.store.opensearch_client import Requester, build_client, chunked
+from imagescope.store.opensearch_index import CatalogIndex
+
+log = logging.getLogger(__name__)
+
+MGET_CHUNK = 500
+
+
+class OpenSearchStore(VectorStore):
+    """``VectorStore`` over an OpenSearch k-NN index (see the module docstring)."""
+
+    name = "opensearch"
+
+    def __init__(self, settings: OpenSearchSettings, *, client: OpenSearch | None = None) -> None:
+        self.settings = settings
+        self.fields = settings.fields
+        self.alias = settings.index
+        self.client = client if client is not None else build_client(settings)
+        self.requests = Requester(self.client, settings)
+        self.catalog = CatalogIndex(self.requests, settings)
+        self.dim: int | None = None
+        self._layout: CatalogLayout | None = None
+        self._index: str | None = None
+
+    # ------------------------------------------------------------------ layout
+
+    def _load_layout(self, *, refresh: bool = False) -> CatalogLayout | None:
+        """The catalog fields as the index maps them (cached; ``None`` if no index)."""
+        if self._layout is None or refresh:
+            found = self.catalog.read_mapping()
+            if found is None:
+                self._layout, self._index = None, None
+                return None
+            self._index = found[0]
+            self._layout = read_layout(found[1], self.fields)
+            if self._layout.image is not None:
+                self.dim = self._layout.image.dim
+        return self._layout
+
+    def _require_layout(self) -> tuple[CatalogLayout, int]:
+        layout = self._load_layout()
+        if layout is None or self.dim is None:
+            raise ConfigError(
+                f"the catalog index {self.alias!r} does not exist yet; call ensure(dim) first"
+            )
+        return layout, self.dim
+
+    def _after_write(self) -> None:
+        if self.settings.refresh_after_write:
+            self.requests.call("refresh", self.client.indices.refresh, index=self.alias)
+
+    # ------------------------------------------------------------------ index lifecycle
+
+    def ensure(self, dim: int) -> None:
+        """Create the catalog (``<alias>-v1`` + alias) or validate an existing one.
+
+        Raises ``DimensionMismatchError`` when a vector field has another
+        dimension, ``ConfigError`` when the image vector field is missing or is
+        not a usable ``knn_vector``. Adds missing caption fields (adoption).
+        """
+        if dim < 1:
+            raise ConfigError(f"vector dimension must be positive, got {dim}")
+        found = self.catalog.read_mapping()
+        if found is None:
+            self.catalog.create_generation(dim, with_alias=True)
+            found = self.catalog.read_mapping()
+            if found is None:
+                raise BackendError(f"index {self.alias!r} vanished right after its creation")
+        index, props = found
+        layout = read_layout(props, self.fields)
+        if layout.image is None:
+            raise ConfigError(
+                f"index {index!r} has no field {self.fields.image_vector!r}; set "
+                "settings.store.opensearch.fields.image_vector to its image vector field"
+            )
+        for info in (layout.image, layout.caption):
+            if info is not None and info.dim != dim:
+                raise DimensionMismatchError(index=index, index_dim=info.dim, embedder_dim=dim)
+        self._warn_if_method_differs(index, layout.image)
+        additions = caption_additions(self.settings, layout, dim)
+        if additions:
+            self.catalog.add_fields(index, additions)
+        self._load_layout(refresh=True)
+
+    def _warn_if_method_differs(self, index: str, image: VectorFieldInfo) -> None:
+        wanted = (self.settings.engine, self.settings.space_type)
+        found = (image.engine, image.space_type)
+        if found != wanted:
+            log.warning(
+                "index %s uses engine/space %s, settings ask for %s; scores are read in the "
+                "index's space; reindex() to change it",
+                index,
+                found,
+                wanted,
+            )
+
+    def next_index(self, dim: int | None = None) -> str:
+        """Create the next, empty generation ``<alias>-v<N+1>`` (no alias); its name."""
+        return self.catalog.create_generation(dim or self._require_layout()[1], with_alias=False)
+
+    def swap_alias(self, new_index: str, *, delete_old: bool = False) -> None:
+        """Point the alias at ``new_index`` only, in one atomic request."""
+        self.catalog.swap_alias(new_index, delete_old=delete_old)
+        self._load_layout(refresh=True)
+
+    def reindex(self, *, delete_old: bool = False) -> str:
+        """Copy the catalog into a new generation built from the current settings.
+
+        The alias moves to the new index once every document is copied; the old
+        index is deleted in the same request when ``delete_old``. Returns the
+        new index's name. Writes made while it runs may be missed: pause them.
+        """
+        self._load_layout(refresh=True)  # the alias may have moved since we last looked
+        _, dim = self._require_layout()
+        source = self._index
+        if source is None or source == self.alias:
+            raise ConfigError(f"{self.alias!r} is not an alias of a catalog index; cannot reindex")
+        target = self.catalog.create_generation(dim, with_alias=False)
+        self.catalog.copy_documents(source, target)
+        self.swap_alias(target, delete_old=delete_old)
+        return target
+
+    # ------------------------------------------------------------------ writes
+
+    def _document(self, record: CatalogRecord, dim: int) -> dict[str, Any]:
+        """The ``_source`` of one record; ``InputError`` when it cannot be stored."""
+        check_record_id(record.id)
+        if record.image_vector is None:
+            raise InputError(f"record {record.id!r} has no image vector; every record needs one")
+        names = self.fields
+        doc: dict[str, Any] = {
+            names.image_vector: check_vector(record.image_vector, dim).tolist(),
+            names.caption: record.caption,
+            names.uri: record.uri,
+        }
+        if record.caption_vector is not None:
+            doc[names.caption_vector] = check_vector(record.caption_vector, dim).tolist()
+        metadata = check_metadata(record.metadata)
+        if names.metadata:
+            doc[names.metadata] = metadata
+        else:
+            clash = set(metadata) & {*doc, names.caption_vector}
+            if clash:
+                raise InputError(f"metadata fields {sorted(clash)} clash with catalog fields")
+            doc.update(metadata)
+        return doc
+
+    def upsert(self, records: Iterable[CatalogRecord]) -> BulkReport:
+        """Index records by id (replacing any earlier version); report per id."""
+        _, dim = self._require_layout()
+        rejected: dict[str, str] = {}
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for record in records:
+                try:
+                    source = self._document(record, dim)
+                except InputError as exc:
+                    rejected[str(record.id)] = str(exc)
+                    continue
+                yield {
+                    "_op_type": "index",
+                    "_index": self.alias,
+                    "_id": record.id,
+                    "_source": source,
+                }
+
+        report = self.requests.bulk("bulk upsert", actions())
+        report.failed.update(rejected)
+        self._after_write()
+        self._layout = None  # the write may have mapped new metadata fields
+        if report.failed:
+            log.warning("upsert: %d written, %d failed", len(report.succeeded), len(report.failed))
+        return report
+
+    def update_captions(self, updates: Iterable[CaptionUpdate]) -> BulkReport:
+        """Set caption + caption vector by id (partial update; image vectors untouched)."""
+        layout, dim = self._require_layout()
+        if layout.caption is None:
+            raise ConfigError(
+                f"index {self._index!r} has no {self.fields.caption_vector!r} field; "
+                "call ensure(dim) to add it before backfilling captions"
+            )
+        names = self.fields
+        rejected: dict[str, str] = {}
+
+        def actions() -> Iterator[dict[str, Any]]:
+            for update in updates:
+                try:
+                    check_record_id(update.id)
+                    vector = check_vector(update.caption_vector, dim).tolist()
+                except InputError as exc:
+                    rejected[str(update.id)] = str(exc)
+                    continue
+                doc = {names.caption: update.caption, names.caption_vector: vector}
+                yield {"_op_type": "update", "_index": self.alias, "_id": update.id, "doc": doc}
+
+        report = self.requests.bulk("caption backfill", actions())
+        report.failed.update(rejected)
+        self._after_write()
+        return report
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete records by id; returns how many existed. Unknown ids are ignored."""
+        if not ids or self._load_layout() is None:
+            return 0
+        unique = dict.fromkeys(ids)
+        actions = ({"_op_type": "delete", "_index": self.alias, "_id": i} for i in unique)
+        report = self.requests.bulk("bulk delete", actions)
+        self._after_write()
+        return len(report.succeeded)
+
+    # ------------------------------------------------------------------ reads
+
+    def _record(self, doc: Mapping[str, Any], *, with_vectors: bool) -> CatalogRecord:
+        names = self.fields
+        source: dict[str, Any] = dict(doc.get("_source") or {})
+        vectors: dict[str, NDArray[np.float32] | None] = {}
+        for key in (names.image_vector, names.caption_vector):
+            raw = source.pop(key, None)
+            vectors[key] = np.asarray(raw, dtype=np.float32) if with_vectors and raw else None
+        caption = source.pop(names.caption, None) or ""
+        uri = source.pop(names.uri, None) or ""
+        metadata = (source.get(names.metadata) or {}) if names.metadata else source
+        return CatalogRecord(
+            id=doc["_id"],
+            image_vector=vectors[names.image_vector],
+            caption_vector=vectors[names.caption_vector],
+            caption=str(caption),
+            uri=str(uri),
+            metadata=dict(metadata),
+        )
+
+    def get(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[CatalogRecord]:
+        """Records that exist, in the order asked; missing ids are left out."""
+        if not ids or self._load_layout() is None:
+            return []
+        params = {}
+        if not with_vectors:
+            params["_source_excludes"] = f"{self.fields.image_vector},{self.fields.caption_vector}"
+        found: dict[str, CatalogRecord] = {}
+        for chunk in chunked(dict.fromkeys(ids), MGET_CHUNK):
+            response = self.requests.call(
+                "get records",
+                self.client.mget,
+                index=self.alias,
+                body={"ids": chunk},
+                params=params,
+            )
+            for doc in response["docs"]:
+                if doc.get("found"):
+                    found[doc["_id"]] = self._record(doc, with_vectors=with_vectors)
+        return [found[i] for i in ids if i in found]
+
+    def _filter_paths(self, filters: Filters | None) -> dict[str, str]:
+        """Validated filter fields -> query paths; re-reads the mapping once on a miss."""
+        layout, _ = self._require_layout()
+        if filters and not set(filters) <= set(layout.filter_paths):
+            layout = self._load_layout(refresh=True) or layout
+        validate_filters(filters, set(layout.filter_paths))
+        return layout.filter_paths
+
+    def _knn_body(
+        self, path: str, vector: NDArray[np.float32], k: int, flt: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        clause: dict[str, Any] = {
+            "vector": vector.tolist(),
+            "k": k,
+            "method_parameters": {"ef_search": max(self.settings.ef_search, k)},
+        }
+        if flt is not None:
+            clause["filter"] = flt
+        return {"size": k, "_source": False, "query": {"knn": {path: clause}}}
+
+    def _msearch(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        result = self.client.msearch(index=self.alias, body=lines)
+        responses: list[dict[str, Any]] = result["responses"]
+        for response in responses:
+            if "error" in response:
+                error = response["error"]
+                kind = error.get("type", "error") if isinstance(error, dict) else str(error)
+                raise TransportError(int(response.get("status", 500)), kind, response)
+        return responses
+
+    def knn(
+        self,
+        field: VectorField,
+        vectors: NDArray[np.float32],
+        *,
+        k: int,
+        filters: Filters | None = None,
+    ) -> list[list[Hit]]:
+        """Up to ``k`` hits per query vector, best first (cosine desc, id asc)."""
+        if k < 1:
+            raise InputError(f"k must be at least 1, got {k}")
+        if self._load_layout() is None:
+            validate_filters(filters, set())
+            return [[] for _ in np.atleast_2d(np.asarray(vectors))]
+        layout, dim = self._require_layout()
+        queries = check_query_vectors(vectors, dim)
+        paths = self._filter_paths(filters)
+        info = layout.image if field == "image" else layout.caption
+        if info is None:
+            return [[] for _ in queries]
+        path = self.fields.image_vector if field == "image" else self.fields.caption_vector
+        flt = filter_query(filters, paths)
+        lines: list[dict[str, Any]] = []
+        for query in queries:
+            lines += [{}, self._knn_body(path, query, k, flt)]
+        results = []
+        for response in self.requests.call("k-NN search", self._msearch, lines=lines):
+            hits = [
+                Hit(id=h["_id"], score=score_to_cosine(float(h["_score"]), info.space_type))
+                for h in response["hits"]["hits"]
+            ]
+            hits.sort(key=lambda h: (-h.score, h.id))
+            results.append(hits[:k])
+        return results
+
+    def count(self) -> int:
+        """Number of records in the catalog (0 when it does not exist)."""
+        found = self.requests.call_or_none("count records", self.client.count, index=self.alias)
+        return int(found["count"]) if found else 0
+
+    def metadata_fields(self) -> set[str]:
+        """Filterable fields, read from the index mapping."""
+        layout = self._load_layout(refresh=True)
+        return set(layout.filter_paths) if layout else set()
+
+    def close(self) -> None:
+        self.client.close()
