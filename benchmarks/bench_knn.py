@@ -23,12 +23,23 @@ well-separated centres, an easy case.
 OpenSearch: ``--opensearch-url`` (default ``$IMAGESCOPE_TEST_OPENSEARCH_URL`` or
 http://127.0.0.1:9250, the node of ``scripts/opensearch-node.sh start``). The
 benchmark index is deleted afterwards. Results: benchmarks/results/knn-<N>.json
-(``knn-<N>-uniform.json``, ``knn-<N>-clustered.json`` for the other data).
+(``knn-<N>-uniform.json``, ``knn-<N>-clustered.json`` for the other data; a run
+that skips a backend adds the ones it ran, e.g. ``knn-<N>-embedded.json``).
+
+The embedded store runs with its default settings (run ``default``) and, for
+each ``--embedded-ef-search`` value, again with that ``ef_search``::
+
+    .venv/bin/python benchmarks/bench_knn.py --skip opensearch --embedded-ef-search 64
+
+``--embedded-path DIR`` keeps that catalog in ``DIR`` and reuses it when it
+already holds the benchmark's vectors (then the ingest is not timed): latency
+can be re-measured in seconds, e.g. once the machine is quiet.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
@@ -49,6 +60,7 @@ from imagescope.store.opensearch import OpenSearchStore
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 KS = (10, 100)
 DATA_KINDS = ("lowrank", "uniform", "clustered")
+STORES = ("opensearch", "embedded")
 #: Isotropic noise (per coordinate) added to lowrank data before normalising.
 LOWRANK_NOISE = 0.075
 Search = Callable[[np.ndarray, int], list[str]]
@@ -72,11 +84,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--ef-construction", type=int, default=128)
     parser.add_argument("--ef-search", default="100", help="comma list: one run per value")
     parser.add_argument("--bulk-size", type=int, default=500)
-    parser.add_argument("--skip", nargs="*", default=[], choices=("opensearch", "embedded"))
+    parser.add_argument(
+        "--embedded-ef-search",
+        default="",
+        help="comma list: embedded runs besides its default settings (ef_search values)",
+    )
+    parser.add_argument(
+        "--embedded-path",
+        type=Path,
+        help="keep the embedded catalog here and reuse it on later runs (ingest not timed)",
+    )
+    parser.add_argument("--skip", nargs="*", default=[], choices=STORES)
     args = parser.parse_args()
     if args.million:
         args.n = 1_000_000
     args.ef_search = [int(v) for v in str(args.ef_search).split(",")]
+    args.embedded_ef_search = [int(v) for v in str(args.embedded_ef_search).split(",") if v]
     return args
 
 
@@ -240,17 +263,18 @@ def bench_embedded(
     except ImportError as exc:
         print(f"embedded store skipped: {exc}")
         return {"skipped": str(exc)}
-    with tempfile.TemporaryDirectory(prefix="bench-knn-") as folder:
-        defaults = EmbeddedStoreSettings()
-        store = EmbeddedStore(EmbeddedStoreSettings(path=Path(folder) / "catalog"))
-        try:
-            store.ensure(args.dim)
-            load_s = ingest(store, data)
-            runs = {
-                f"k{k}": measure(store_search(store), queries, truth, k, args.warmup) for k in KS
-            }
-        finally:
-            store.close()
+    defaults = EmbeddedStoreSettings()
+    with contextlib.ExitStack() as stack:
+        folder = args.embedded_path or Path(
+            stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-knn-"))
+        )
+        store = stack.enter_context(EmbeddedStore(EmbeddedStoreSettings(path=folder / "catalog")))
+        store.ensure(args.dim)
+        load_s = None if holds_catalog(store, data) else ingest(store, data)
+        runs = {"default": measure_ks(store, queries, truth, args)}
+        for ef in args.embedded_ef_search:
+            store.settings = store.settings.model_copy(update={"ef_search": ef})
+            runs[f"ef_search={ef}"] = measure_ks(store, queries, truth, args)
     hnsw = {
         "m": defaults.hnsw_m,
         "ef_construction": defaults.ef_construction,
@@ -258,10 +282,34 @@ def bench_embedded(
     }
     return {
         "ingest_s": load_s,
-        "ingest_per_s": len(data) / load_s,
+        "ingest_per_s": None if load_s is None else len(data) / load_s,
         "hnsw": hnsw,
-        "runs": {"default": runs},
+        "runs": runs,
     }
+
+
+def holds_catalog(store: VectorStore, data: np.ndarray) -> bool:
+    """Whether a reused ``--embedded-path`` catalog already holds exactly ``data``."""
+    if store.count() != len(data):
+        return False
+    probe = [0, len(data) // 2, len(data) - 1]
+    found = store.get(ids_of(np.array(probe)), with_vectors=True)
+    same = len(found) == len(probe) and all(
+        r.image_vector is not None and np.allclose(r.image_vector, data[i])
+        for r, i in zip(found, probe, strict=True)
+    )
+    if not same:
+        raise SystemExit("--embedded-path holds another catalog; give an empty folder")
+    log.info("reusing the catalog in --embedded-path (ingest not timed)")
+    return True
+
+
+def measure_ks(
+    store: VectorStore, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
+) -> dict[str, Any]:
+    runs = {f"k{k}": measure(store_search(store), queries, truth, k, args.warmup) for k in KS}
+    log.info("%s: %s", store.name, runs)
+    return runs
 
 
 # --------------------------------------------------------------------------- report
@@ -288,7 +336,8 @@ def table_rows(results: dict[str, Any]) -> Iterator[list[str]]:
             for k in KS:
                 r = by_k[f"k{k}"]
                 ratio = r["p50_ms"] / exact[f"k{k}"]["p50_ms"]
-                rate = f"{entry.get('ingest_per_s_with_merge', entry['ingest_per_s']):.0f}"
+                per_s = entry.get("ingest_per_s_with_merge", entry["ingest_per_s"])
+                rate = "-" if per_s is None else f"{per_s:.0f}"
                 yield [
                     backend,
                     run,
@@ -337,6 +386,8 @@ def main() -> None:
     results["machine"]["load_average_at_end"] = os.getloadavg()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.data == "lowrank" else f"-{args.data}"
+    if args.skip:  # a partial run must not overwrite the full results
+        suffix += "".join(f"-{store}" for store in STORES if store not in args.skip)
     out = RESULTS_DIR / f"knn-{args.n}{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

@@ -26,7 +26,8 @@ Search: cosine similarity (vectors are normalised in the index; ``get``
 returns them as written). Filters are turned into the set of slots a search
 may return and applied inside the HNSW search; a filter that leaves at most
 ``exact_search_max`` vectors is searched exactly, and an HNSW search that finds
-fewer than ``k`` allowed hits is redone exactly.
+fewer than ``k`` allowed hits is redone exactly. A single query vector is
+searched on one OpenMP thread, a batch on ``search_threads``.
 """
 
 from __future__ import annotations
@@ -248,7 +249,13 @@ class EmbeddedStore(VectorStore):
             if len(allowed) <= max(self.settings.exact_search_max, k):
                 return search_exact(index, units, k=k, allowed=allowed, ids_of=ids_of)
             return search_approximate(
-                index, units, k=k, allowed=allowed, ef_search=self.settings.ef_search, ids_of=ids_of
+                index,
+                units,
+                k=k,
+                allowed=allowed,
+                ef_search=self.settings.ef_search,
+                ids_of=ids_of,
+                threads=1 if len(units) == 1 else self.settings.search_threads,
             )
 
     def count(self) -> int:

@@ -12,7 +12,14 @@ or the new one, never half of one.
 Vectors are added L2-normalised and compared by inner product, so scores are
 cosine similarities. Searches take the set of slots they may return (live
 vectors that pass the filters) as a faiss ``IDSelectorBitmap``: the filter is
-applied inside the graph search, not to its output.
+applied inside the graph search, not to its output. When every vector in the
+index is allowed (no filter, nothing replaced or deleted) the search runs
+without a selector.
+
+Threads: faiss parallelises a search over its query vectors with OpenMP. A
+single query runs on one thread anyway, and waking (and waiting for) a second
+thread costs more than the work it shares, most of all on a busy machine, so
+searches set their thread count per call (``faiss_threads``).
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ import logging
 import math
 import os
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -43,6 +51,9 @@ _faiss: Any = faiss
 MAGIC = b"IMAGESCOPE-HNSW1"
 _LENGTH = struct.Struct("<I")
 FORMAT_VERSION = 1
+#: Up to this many queries, exact scores are computed in place (no copy of the
+#: allowed vectors); larger batches gather the vectors once and use BLAS.
+_IN_PLACE_MAX_QUERIES = 4
 
 
 @dataclass(frozen=True)
@@ -76,6 +87,24 @@ class Selection:
         return faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
 
 
+@contextmanager
+def faiss_threads(count: int) -> Iterator[None]:
+    """Run the faiss calls in this block with ``count`` OpenMP threads; 0 changes nothing.
+
+    The OpenMP thread count is per OS thread, so this affects neither other
+    threads nor the rest of this one (it is restored on exit).
+    """
+    if count < 1:
+        yield
+        return
+    before = int(faiss.omp_get_max_threads())
+    faiss.omp_set_num_threads(count)
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
+
+
 class HnswIndex:
     """A faiss HNSW graph (inner product) whose labels are slot numbers."""
 
@@ -84,6 +113,8 @@ class HnswIndex:
         self.watermark = watermark
         #: Vectors added since the index was last saved or loaded.
         self.unsaved = 0
+        #: Slots in ascending order and their positions in the flat storage (on demand).
+        self._slot_order: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
 
     @classmethod
     def empty(cls, dim: int, *, m: int, ef_construction: int) -> HnswIndex:
@@ -108,6 +139,7 @@ class HnswIndex:
             np.ascontiguousarray(slots, dtype=np.int64),
         )
         self.unsaved += len(slots)
+        self._slot_order = None
 
     def search(
         self,
@@ -116,13 +148,57 @@ class HnswIndex:
         *,
         allowed: Selection,
         ef_search: int,
+        threads: int = 1,
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """Top ``k`` among ``allowed`` slots per query: (scores, slots), -1 pads misses."""
-        params = _faiss.SearchParametersHNSW(sel=allowed.selector, efSearch=max(ef_search, k))
-        scores, slots = self._index.search(
-            np.ascontiguousarray(queries, dtype=np.float32), k, params=params
-        )
+        """Top ``k`` among ``allowed`` slots per query: (scores, slots), -1 pads misses.
+
+        ``allowed`` must only hold slots of this index; when it holds all of
+        them the search needs no selector. ``threads``: see ``faiss_threads``.
+        """
+        params = _faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
+        if len(allowed) < self.ntotal:
+            params.sel = allowed.selector
+        with faiss_threads(threads):
+            scores, slots = self._index.search(
+                np.ascontiguousarray(queries, dtype=np.float32), k, params=params
+            )
         return scores, slots
+
+    def scores(self, queries: NDArray[np.float32], slots: NDArray[np.int64]) -> NDArray[np.float32]:
+        """Inner products of the queries with the vectors of ``slots`` (all in the index).
+
+        Shape (len(queries), len(slots)). A few queries are scored in place by
+        faiss on one thread: no copy of the vectors, no BLAS thread pool.
+        """
+        if len(queries) > _IN_PLACE_MAX_QUERIES or len(slots) == 0:
+            product: NDArray[np.float32] = queries @ self.vectors(slots).T
+            return product
+        positions = self._storage_positions(slots)
+        labels = np.ascontiguousarray(np.broadcast_to(positions, (len(queries), len(slots))))
+        out = np.empty(labels.shape, dtype=np.float32)
+        x = np.ascontiguousarray(queries, dtype=np.float32)
+        storage = _faiss.downcast_index(_faiss.downcast_index(self._index.index).storage)
+        with faiss_threads(1):
+            storage.compute_distance_subset(
+                len(x), faiss.swig_ptr(x), len(slots), faiss.swig_ptr(out), faiss.swig_ptr(labels)
+            )
+        return out
+
+    def _storage_positions(self, slots: NDArray[np.int64]) -> NDArray[np.int64]:
+        """Where the vectors of ``slots`` sit in the flat storage; KeyError for unknown slots."""
+        if self._slot_order is None:
+            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            order = np.arange(len(ids)) if np.all(ids[1:] > ids[:-1]) else np.argsort(ids)
+            self._slot_order = (ids[order], order)
+        ordered, order = self._slot_order
+        if len(ordered) == 0:
+            raise KeyError(f"slots not in the index (it is empty): {slots}")
+        where = np.minimum(np.searchsorted(ordered, slots), len(ordered) - 1)
+        missing = ordered[where] != slots
+        if missing.any():
+            raise KeyError(f"slots not in the index: {slots[missing]}")
+        positions: NDArray[np.int64] = order[where]
+        return positions
 
     def vectors(self, slots: NDArray[np.int64]) -> NDArray[np.float32]:
         """The stored (unit) vectors of these slots, shape (len(slots), dim)."""
@@ -161,7 +237,7 @@ def search_exact(
     ids_of: SlotIds,
 ) -> list[list[Hit]]:
     """Exact top ``k`` among ``allowed`` slots; ties by ascending id, even at the cut."""
-    scores = queries @ index.vectors(allowed.slots).T
+    scores = index.scores(queries, allowed.slots)
     results = []
     for row in scores:
         if len(row) > k:
@@ -169,9 +245,7 @@ def search_exact(
             keep = np.flatnonzero(row >= kth)  # every tie at the k-th score
         else:
             keep = np.arange(len(row))
-        ids = ids_of(allowed.slots[keep])
-        hits = [Hit(i, float(s)) for i, s in zip(ids, row[keep], strict=True)]
-        results.append(sorted(hits, key=_hit_order)[:k])
+        results.append(_ranked(ids_of(allowed.slots[keep]), row[keep])[:k])
     return results
 
 
@@ -183,23 +257,34 @@ def search_approximate(
     allowed: Selection,
     ef_search: int,
     ids_of: SlotIds,
+    threads: int = 1,
 ) -> list[list[Hit]]:
-    """HNSW top ``k`` among ``allowed`` slots; a query that finds fewer is redone exactly."""
+    """HNSW top ``k`` among ``allowed`` slots; queries that find fewer are redone exactly.
+
+    All queries go to faiss in one batch (``threads``: see ``faiss_threads``).
+    """
     # A filter hides part of the graph from the results: keep more candidates
     # (x3 at 10% selectivity, at most x8; the fallback below covers the rest).
     widen = min(8.0, math.sqrt(index.ntotal / len(allowed)))
     ef = math.ceil(max(ef_search, k) * widen)
-    scores, slots = index.search(queries, k, allowed=allowed, ef_search=ef)
-    results: list[list[Hit]] = []
-    for query, row_scores, row_slots in zip(queries, scores, slots, strict=True):
-        found = row_slots != -1
-        if np.count_nonzero(found) < k:
-            results.extend(search_exact(index, query[None], k=k, allowed=allowed, ids_of=ids_of))
-            continue
-        ids = ids_of(row_slots[found])
-        hits = [Hit(i, float(s)) for i, s in zip(ids, row_scores[found], strict=True)]
-        results.append(sorted(hits, key=_hit_order))
-    return results
+    scores, slots = index.search(queries, k, allowed=allowed, ef_search=ef, threads=threads)
+    found = slots != -1
+    short = np.flatnonzero(np.count_nonzero(found, axis=1) < k)
+    redone: dict[int, list[Hit]] = {}
+    if len(short):
+        exact = search_exact(index, queries[short], k=k, allowed=allowed, ids_of=ids_of)
+        redone = dict(zip(short.tolist(), exact, strict=True))
+    return [
+        redone[row] if row in redone else _ranked(ids_of(row_slots[keep]), row_scores[keep])
+        for row, (row_scores, row_slots, keep) in enumerate(zip(scores, slots, found, strict=True))
+    ]
+
+
+def _ranked(ids: list[str], scores: NDArray[np.float32]) -> list[Hit]:
+    """Hits by descending score, ties by ascending id."""
+    hits = [Hit(i, s) for i, s in zip(ids, scores.tolist(), strict=True)]
+    hits.sort(key=_hit_order)
+    return hits
 
 
 def _hit_order(hit: Hit) -> tuple[float, str]:

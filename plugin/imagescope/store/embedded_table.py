@@ -131,7 +131,8 @@ class RecordTable:
 
     def __init__(self) -> None:
         self._row_of: dict[str, int] = {}
-        self._id_of: dict[int, str] = {}
+        #: Record id by row (None for free rows).
+        self._id_of: NDArray[np.object_] = np.full(0, None, dtype=object)
         self._metadata: dict[int, dict[str, Any]] = {}
         self._alive: NDArray[np.bool_] = np.zeros(0, dtype=bool)
         self._slots: dict[str, NDArray[np.int64]] = {
@@ -163,6 +164,7 @@ class RecordTable:
         if record_id in self._row_of:
             self.remove([record_id])
         self._row_of[record_id] = row
+        self._id_of = _grow(self._id_of, row + 1, fill=None)
         self._id_of[row] = record_id
         self._metadata[row] = dict(metadata)
         self._alive = _grow(self._alive, row + 1, fill=False)
@@ -200,7 +202,7 @@ class RecordTable:
             if row is None:
                 continue
             removed += 1
-            del self._id_of[row]
+            self._id_of[row] = None
             self._alive[row] = False
             for field_name in VECTOR_FIELDS:
                 slot = int(self._slots[field_name][row])
@@ -249,7 +251,10 @@ class RecordTable:
         live: NDArray[np.int64] = slots[slots != NO_SLOT]
         return live
 
-    def ids_of_slots(self, field_name: VectorField, slots: Iterable[int]) -> list[str]:
+    def ids_of_slots(self, field_name: VectorField, slots: NDArray[np.int64]) -> list[str]:
         """The record ids owning live ``slots`` (every slot must be live)."""
-        owners = self._slot_rows[field_name]
-        return [self._id_of[int(owners[slot])] for slot in slots]
+        rows = self._slot_rows[field_name][np.asarray(slots, dtype=np.int64)]
+        ids: list[str] = self._id_of[rows].tolist()
+        if len(rows) and (rows.min() < 0 or None in ids):
+            raise KeyError(f"slots without a live record: {slots}")
+        return ids
