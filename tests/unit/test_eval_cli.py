@@ -36,6 +36,13 @@ def test_eval_synthetic_scores_every_stage_and_resumes(data_dir: Path) -> None:
         assert {"R@1", "R@5", "R@10", "text R@1", "composed R@1", "dialog R@1"} <= set(values)
         assert all(0.0 <= v <= 100.0 for v in values.values())
         assert values["R@1"] <= values["R@5"] <= values["R@10"]
+    costs = json.loads((out / "costs.json").read_text())
+    assert costs["queries"] == {"1": 6, "1+2": 6, "1+2+3": 6}
+    per_query = costs["mean_per_query"]
+    assert per_query["1"]["reasoner.calls"] >= 1
+    assert "verifier.calls" not in per_query["1"]
+    assert per_query["1+2"]["verifier.calls"] >= 1
+    assert per_query["1+2+3"]["evaluator.calls"] >= 1
     lines = (out / "rankings.jsonl").read_text().splitlines()
     assert len(lines) == 6
 
@@ -44,6 +51,7 @@ def test_eval_synthetic_scores_every_stage_and_resumes(data_dir: Path) -> None:
     assert again.exit_code == 0, again.output
     assert (out / "rankings.jsonl").read_text().splitlines() == lines
     assert json.loads((out / "metrics.json").read_text())["stages"] == metrics["stages"]
+    assert json.loads((out / "costs.json").read_text()) == costs  # nothing searched again
 
 
 def test_eval_unknown_dataset_and_missing_files_are_clear(data_dir: Path) -> None:

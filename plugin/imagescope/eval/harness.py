@@ -14,9 +14,10 @@ interrupted ingest continues. The query run itself resumes from
 
 from __future__ import annotations
 
+import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from imagescope.engine import Engine
 from imagescope.eval.benchmark import Benchmark, BenchmarkQueryKind, Rankings
 from imagescope.eval.metrics import first_rank
 from imagescope.eval.runner import RunResult, Scored, run_benchmark
+from imagescope.eval.submission import write_json_atomic
 from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import IngestItem
 from imagescope.models.base import Embedder
@@ -115,15 +117,62 @@ def run_eval(
     max_queries: int | None = None,
     resume: bool = True,
 ) -> RunResult:
-    """Search every query through the requested stages and score each stage set."""
+    """Search every query through the requested stages and score each stage set.
+
+    Also writes ``costs.json``: per stage set, the totals and the mean per
+    query of each role's calls, tokens, cache hits and seconds, and of the
+    per-stage wall times, as the traces record them; a resumed run adds to the
+    totals of the run it continues.
+    """
     if max_queries is not None:
         benchmark = replace(benchmark, queries=benchmark.queries[:max_queries])
+    costs_path = Path(out_dir) / "costs.json"
+    costs = CostTally.load(costs_path) if resume else CostTally()
 
     def search(query: BenchmarkQueryKind) -> dict[str, Scored]:
         results = staged_results(engine, query, stages=stages)
+        costs.add(results)
         return {name: _as_scored(result) for name, result in results.items()}
 
-    return run_benchmark(benchmark, search=search, out_dir=out_dir, resume=resume)
+    result = run_benchmark(benchmark, search=search, out_dir=out_dir, resume=resume)
+    write_json_atomic(costs_path, costs.summary())
+    return result
+
+
+class CostTally:
+    """Sums trace costs and timings per stage set (cumulative up to that stage)."""
+
+    def __init__(self) -> None:
+        self.queries: dict[str, int] = {}
+        self.totals: dict[str, dict[str, float]] = {}
+
+    def add(self, results: Mapping[str, SearchResult]) -> None:
+        for name, result in results.items():
+            self.queries[name] = self.queries.get(name, 0) + 1
+            total = self.totals.setdefault(name, {})
+            for role, cost in result.trace.costs.items():
+                for field_name, value in cost.model_dump().items():
+                    key = f"{role}.{field_name}"
+                    total[key] = total.get(key, 0.0) + float(value)
+            for stage, seconds in result.trace.timings.items():
+                total[f"seconds.{stage}"] = total.get(f"seconds.{stage}", 0.0) + seconds
+
+    @classmethod
+    def load(cls, path: Path) -> CostTally:
+        """The tally a previous run saved (an empty one when there is none)."""
+        tally = cls()
+        if path.is_file():
+            saved = json.loads(path.read_text(encoding="utf-8"))
+            tally.queries = dict(saved.get("queries", {}))
+            tally.totals = {k: dict(v) for k, v in saved.get("totals", {}).items()}
+        return tally
+
+    def summary(self) -> dict[str, object]:
+        means = {
+            name: {key: value / self.queries[name] for key, value in sorted(total.items())}
+            for name, total in self.totals.items()
+        }
+        return {"queries": self.queries, "totals": self.totals, "mean_per_query": means}
 
 
 def recall_by_group(
