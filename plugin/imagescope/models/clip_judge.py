@@ -1,171 +1,65 @@
 """CPU fallbacks for stages 2 and 3 that need no language model, on any Embedder.
 
-``ClipVerifier`` answers a yes/no question by zero-shot classification: the
-question becomes a statement and its negation ("Is there a fridge?" ->
-"a photo with a fridge" / "a photo without a fridge") and the image picks the
-closer one. ``ClipEvaluator`` accepts a candidate that matches the instruction
-better than the reference image does (or, without a reference, well enough in
-absolute terms). Both are far weaker than a vision-language model, and
-honest about it: every answer carries the similarities it was decided on.
+Both judges score *contrasts* (:mod:`~imagescope.models.clip_contrast`): a
+claimed caption against the same caption with the asked value swapped for the
+other values of its class ("a blue square" against "a red square", "a green
+square"...), which CLIP ranks far more reliably than it understands "not".
+An alternative whose text embedding is very close to the claim's (cosine at
+least ``max_alternative_similarity``: a word the model barely reads, or a
+near-synonym) is no evidence either way and is left out.
+
+``ClipVerifier`` says no only when another value clearly beats the claim;
+questions with nothing to swap ("Is there a dog?") are judged against the
+other images of the same call. ``ClipEvaluator`` accepts only with evidence:
+a candidate judged alone must fit the instruction's checkable claims by a
+margin and, with a reference image, show the requested change more than the
+reference does; candidates judged together for one reference are compared,
+and the one closest to the reference among those showing the change wins.
+Both are far weaker than a vision-language model, and honest about it: every
+answer carries the similarities it was decided on.
 """
 
 from __future__ import annotations
 
 import math
-import re
+from collections import defaultdict
 from collections.abc import Callable, Hashable, Sequence
-from typing import NamedTuple, TypeVar
+from dataclasses import dataclass
+from statistics import median
+from typing import TypeVar
 
 import numpy as np
 
-from imagescope.errors import ConfigError, InputError
+from imagescope.errors import ConfigError
 from imagescope.models.base import (
     Embedder,
     EvaluationItem,
     Evaluator,
+    Reasoner,
     Vectors,
     Verifier,
     VerifyItem,
 )
-from imagescope.schemas import Answer, Evaluation
-
-_Item = TypeVar("_Item")
-
-_DETERMINERS = frozenset(
-    "the a an this that these those his her its their my your our some any every each "
-    "one two three four five several many".split()
+from imagescope.models.clip_contrast import (
+    Contrast,
+    StatementPair,
+    question_to_contrast,
+    question_to_statements,
 )
-_PREPOSITIONS = frozenset(
-    "on in at under over above below behind beside near next inside outside into onto "
-    "around against between by with without from along across through toward towards "
-    "underneath beneath".split()
-)
-_PARTICIPLES = frozenset("made worn held shown seen built torn broken written hung lit".split())
-_PREDICATE_OPENERS = _PREPOSITIONS | _PARTICIPLES | {"a", "an"}
-_MODIFIERS = frozenset("very dark light bright pale deep fully partly mostly completely".split())
-_CONJUNCTIONS = frozenset({"and", "or"})
-_PHOTO_OF = r"(?:(?:a|an) (?:photo|picture|image) of )?"
-_QUANTIFIER = r"(?:any |some )?"
+from imagescope.schemas import Answer, Evaluation, Proposition
 
-
-class StatementPair(NamedTuple):
-    """A yes/no question restated as what a "yes" image shows, and a "no" image."""
-
-    positive: str
-    negative: str
-
-
-def _clean(question: str) -> str:
-    return re.sub(r"\s+", " ", question).strip().rstrip("?.! ").strip()
-
-
-def _presence(match: re.Match[str]) -> StatementPair:
-    thing = match["x"]
-    return StatementPair(f"a photo with {thing}", f"a photo without {thing}")
-
-
-def _identity(match: re.Match[str]) -> StatementPair:
-    thing = match["x"]
-    return StatementPair(f"a photo of {thing}", f"a photo that is not of {thing}")
-
-
-def _possession(match: re.Match[str]) -> StatementPair:
-    subject, thing = match["subj"], match["x"]
-    return StatementPair(
-        f"a photo of {subject} with {thing}", f"a photo of {subject} without {thing}"
-    )
-
-
-def _subject_end(words: list[str]) -> int:
-    """Index of the first word after a simple subject (determiner + head noun)."""
-    return 2 if words[0].lower() in _DETERMINERS and len(words) > 2 else 1
-
-
-def _predicate_start(words: list[str]) -> int:
-    """Where "<subject> <predicate>" splits in the words after "is/are"."""
-    first = _subject_end(words)
-    for index in range(first, len(words)):
-        word = words[index].lower()
-        if word in _PREDICATE_OPENERS or word.endswith(("ing", "ed")):
-            return index
-    index = len(words) - 1
-    while index - 1 >= first and words[index - 1].lower() in _CONJUNCTIONS:
-        index = max(index - 2, first)
-    if index - 1 >= first and words[index - 1].lower() in _MODIFIERS:
-        index -= 1
-    return index
-
-
-def _state(match: re.Match[str]) -> StatementPair | None:
-    words = match["rest"].split()
-    if len(words) < 2:
-        return None
-    split = _predicate_start(words)
-    subject, predicate = " ".join(words[:split]), " ".join(words[split:])
-    verb = "are" if match["aux"].lower() in {"are", "were"} else "is"
-    return StatementPair(
-        f"a photo where {subject} {verb} {predicate}",
-        f"a photo where {subject} {verb} not {predicate}",
-    )
-
-
-def _third_person(verb: str) -> str:
-    lower = verb.lower()
-    if lower == "have":
-        return "has"
-    if lower.endswith(("s", "sh", "ch", "x", "z", "o")):
-        return verb + "es"
-    if len(lower) > 1 and lower.endswith("y") and lower[-2] not in "aeiou":
-        return verb[:-1] + "ies"
-    return verb + "s"
-
-
-def _action(match: re.Match[str]) -> StatementPair | None:
-    words = match["rest"].split()
-    split = _subject_end(words)
-    if len(words) <= split:
-        return None
-    subject, verb, tail = " ".join(words[:split]), words[split], words[split + 1 :]
-    aux = match["aux"].lower()
-    acted = _third_person(verb) if aux == "does" else verb
-    rest = " ".join(tail)
-    return StatementPair(
-        f"a photo where {subject} {acted} {rest}".rstrip(),
-        f"a photo where {subject} {aux} not {verb} {rest}".rstrip(),
-    )
-
-
-_RULES: list[tuple[re.Pattern[str], Callable[[re.Match[str]], StatementPair | None]]] = [
-    (re.compile(rf"^(?:is|are) there {_QUANTIFIER}(?P<x>.+)$", re.I), _presence),
-    (re.compile(rf"^(?:can|do) (?:you|we|i) see {_QUANTIFIER}(?P<x>.+)$", re.I), _presence),
-    (re.compile(rf"^is (?:it|this|that) {_PHOTO_OF}(?P<x>(?:a|an) .+)$", re.I), _identity),
-    (
-        re.compile(r"^(?:does|do) (?P<subj>.+?) (?:have|has|contain|include) (?P<x>.+)$", re.I),
-        _possession,
-    ),
-    (re.compile(r"^(?P<aux>is|are|was|were) (?P<rest>.+)$", re.I), _state),
-    (re.compile(r"^(?P<aux>does|do) (?P<rest>.+)$", re.I), _action),
+__all__ = [
+    "ClipEvaluator",
+    "ClipVerifier",
+    "Contrast",
+    "StatementPair",
+    "question_to_contrast",
+    "question_to_statements",
 ]
 
-
-def question_to_statements(question: str) -> StatementPair:
-    """Restate a yes/no question as two captions a CLIP model can compare.
-
-    Handles "Is/Are there X?", "Can you see X?", "Is this a X?", "Does the X
-    have Y?", "Is/Are the X Y?", "Is X ...?" and "Does the X <verb> ...?";
-    anything else becomes "a photo showing ..." / "a photo not showing ...".
-    An empty question raises ``InputError``.
-    """
-    text = _clean(question)
-    if not text:
-        raise InputError("empty question: give a yes/no question such as 'Is there a dog?'")
-    for pattern, build in _RULES:
-        match = pattern.match(text)
-        pair = build(match) if match else None
-        if pair is not None:
-            return pair
-    shown = text[0].lower() + text[1:]
-    return StatementPair(f"a photo showing {shown}", f"a photo not showing {shown}")
+_Item = TypeVar("_Item")
+#: The caption a presence score is measured from (it cancels each image's bias).
+NEUTRAL = "a photo"
 
 
 def _embed_unique(
@@ -188,107 +82,327 @@ def _sigmoid(x: float) -> float:
     return 0.5 * (1.0 + math.tanh(0.5 * x))
 
 
+class _Texts:
+    """Embeds distinct texts once; similarities to images and between texts."""
+
+    def __init__(self, embedder: Embedder, texts: Sequence[str]) -> None:
+        unique = list(dict.fromkeys(texts))
+        vectors = embedder.embed_texts(unique) if unique else np.zeros((0, 0), np.float32)
+        self.rows = {text: vectors[n] for n, text in enumerate(unique)}
+
+    def sims(self, image: np.ndarray, texts: Sequence[str]) -> list[float]:
+        return [float(image @ self.rows[t]) for t in texts]
+
+    def presence(self, image: np.ndarray, contrast: Contrast) -> float:
+        """Similarity to the positive caption less similarity to "a photo"."""
+        positive, neutral = self.sims(image, [contrast.positive, NEUTRAL])
+        return positive - neutral
+
+    def close(self, a: str, b: str, *, limit: float) -> bool:
+        return float(self.rows[a] @ self.rows[b]) >= limit
+
+
+@dataclass(frozen=True)
+class _Scoring:
+    """Which alternatives of a contrast count; see ``ClipVerifier``."""
+
+    max_alternative_similarity: float
+
+    def lead(
+        self, texts: _Texts, image: np.ndarray, *, contrast: Contrast
+    ) -> tuple[float, float] | None:
+        """(claim minus best alternative, spread of the similarities) on ``image``;
+        None when no alternative can be told apart from the claim."""
+        kept = [
+            a
+            for a in contrast.alternatives
+            if not texts.close(a, contrast.positive, limit=self.max_alternative_similarity)
+        ]
+        if not kept:
+            return None
+        claim, *others = texts.sims(image, [contrast.positive, *kept])
+        spread = max(claim, *others) - min(claim, *others)
+        return claim - max(others), spread
+
+
+def _all_texts(contrasts: Sequence[Contrast]) -> list[str]:
+    return [NEUTRAL] + [t for c in contrasts for t in (c.positive, *c.alternatives, c.negative)]
+
+
 class ClipVerifier(Verifier):
     """Zero-shot yes/no answers from image-text similarity.
 
-    For each item: ``p_yes`` is the softmax, at ``temperature``, of the image's
-    similarities to the positive statement (less ``margin``) and to the negative
-    one; ``yes`` is ``p_yes > 0.5``, i.e. the positive statement wins by more than
-    ``margin``. Within one call each distinct statement is embedded once, and
-    each image once per ``image_id`` (items sharing an id share the image).
+    With alternatives: the lead of the claim over the best alternative that
+    the model can tell from it (text similarity below
+    ``max_alternative_similarity``), plus ``tolerance`` times the spread of
+    the similarities, less ``margin``; yes when positive, ``p_yes`` its sigmoid
+    at ``temperature``. So the answer is no only when another value clearly
+    wins; when no alternative can be told apart the answer is yes at
+    ``p_yes`` 0.5. Without alternatives, asked about at least ``min_batch``
+    distinct images in the call: yes when the image's presence score
+    (similarity to the caption less similarity to "a photo") reaches the
+    median of those images; with fewer images, the caption must beat its
+    negation by ``margin``. An answer can therefore depend on the other
+    images in the call. Each distinct text is embedded once per call, each
+    image once per ``image_id``.
     """
 
-    def __init__(self, embedder: Embedder, *, margin: float = 0.0, temperature: float = 100.0):
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        margin: float = 0.0,
+        temperature: float = 100.0,
+        tolerance: float = 0.1,
+        max_alternative_similarity: float = 0.96,
+        min_batch: int = 3,
+    ):
         if temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {temperature}")
+        if min_batch < 2:
+            raise ConfigError(f"min_batch must be at least 2, got {min_batch}")
         self.embedder = embedder
         self.margin = margin
         self.temperature = temperature
-        self.model_id = f"clip-verifier:{embedder.model_id}:m{margin:g}:t{temperature:g}"
+        self.min_batch = min_batch
+        self.tolerance = tolerance
+        self.scoring = _Scoring(max_alternative_similarity)
+        self.model_id = (
+            f"clip-verifier:{embedder.model_id}:m{margin:g}:t{temperature:g}:tol{tolerance:g}"
+            f":s{max_alternative_similarity:g}"
+        )
 
     def verify(self, items: Sequence[VerifyItem]) -> list[Answer]:
         if not items:
             return []
-        pairs = [question_to_statements(item.question) for item in items]
-        statements = [s for pair in pairs for s in pair]
-        text_rows = _embed_unique(statements, lambda s: s, self.embedder.embed_texts)
-        image_rows = _embed_unique(
+        contrasts = [question_to_contrast(item.question) for item in items]
+        texts = _Texts(self.embedder, _all_texts(contrasts))
+        images = _embed_unique(
             list(items),
             lambda item: item.image_id,
             lambda u: self.embedder.embed_images([i.image for i in u]),
         )
+        medians = self._presence_medians(items, contrasts, texts=texts, images=images)
         return [
-            self._answer(image_rows[n], text_rows[2 * n], text_rows[2 * n + 1], pair)
-            for n, pair in enumerate(pairs)
+            self._answer(texts, image, contrast=contrast, batch_median=medians.get(item.question))
+            for item, contrast, image in zip(items, contrasts, images, strict=True)
         ]
 
+    def _presence_medians(
+        self,
+        items: Sequence[VerifyItem],
+        contrasts: Sequence[Contrast],
+        *,
+        texts: _Texts,
+        images: Sequence[np.ndarray],
+    ) -> dict[str, float]:
+        """Per question without alternatives: the median presence score of its images."""
+        scores: dict[str, dict[str, float]] = defaultdict(dict)
+        for item, contrast, image in zip(items, contrasts, images, strict=True):
+            if not contrast.alternatives:
+                scores[item.question][item.image_id] = texts.presence(image, contrast)
+        return {
+            question: median(by_image.values())
+            for question, by_image in scores.items()
+            if len(by_image) >= self.min_batch
+        }
+
     def _answer(
-        self, image: np.ndarray, positive: np.ndarray, negative: np.ndarray, pair: StatementPair
+        self,
+        texts: _Texts,
+        image: np.ndarray,
+        *,
+        contrast: Contrast,
+        batch_median: float | None,
     ) -> Answer:
-        sim_yes, sim_no = float(image @ positive), float(image @ negative)
-        p_yes = _sigmoid(self.temperature * (sim_yes - self.margin - sim_no))
-        raw = (
-            f"sim({pair.positive!r})={sim_yes:.4f} sim({pair.negative!r})={sim_no:.4f} "
-            f"margin={self.margin:g}"
-        )
-        return Answer(yes=p_yes > 0.5, p_yes=p_yes, raw=raw)
+        if contrast.alternatives:
+            scored = self.scoring.lead(texts, image, contrast=contrast)
+            if scored is None:
+                raw = f"no alternative to {contrast.positive!r} can be told apart; yes by default"
+                return Answer(yes=True, p_yes=0.5, raw=raw)
+            lead = scored[0] + self.tolerance * scored[1] - self.margin
+            raw = f"lead of {contrast.positive!r} over {len(contrast.alternatives)} alternatives"
+        elif batch_median is not None:
+            lead = texts.presence(image, contrast) - batch_median
+            raw = f"presence of {contrast.positive!r} vs the batch median {batch_median:.4f}"
+        else:
+            sim_yes, sim_no = texts.sims(image, [contrast.positive, contrast.negative])
+            lead = sim_yes - sim_no - self.margin
+            raw = (
+                f"sim({contrast.positive!r})={sim_yes:.4f} sim({contrast.negative!r})={sim_no:.4f}"
+            )
+        yes = lead > 0 or (batch_median is not None and lead == 0)
+        p_yes = _sigmoid(self.temperature * lead)
+        return Answer(yes=yes, p_yes=p_yes, raw=f"{raw}: {lead:+.4f} (margin={self.margin:g})")
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A checkable claim of an instruction: a contrast and the answer a match gives."""
+
+    proposition: Proposition
+    contrast: Contrast
+
+
+@dataclass(frozen=True)
+class _Evidence:
+    """What the claims say about one candidate."""
+
+    fit: float | None  # mean fit over the checkable claims; None: none checkable
+    gain: float | None  # mean fit gained over the reference (claims expected true)
+    retention: float | None  # image similarity to the reference
+    shown: str  # every claim's fit, for the record
 
 
 class ClipEvaluator(Evaluator):
-    """Stage-3 judge from instruction-image similarity.
+    """Stage-3 judge: accepts a candidate only when there is evidence for it.
 
-    With a reference image: accept when the candidate's similarity to the
-    instruction exceeds the reference's by more than ``margin`` (the candidate
-    moved towards the requested change). Without one: accept when the
-    candidate's similarity reaches ``threshold`` (model-dependent; about 0.25
-    suits CLIP ViT-B/32). The reason states the numbers. Within one call each
-    distinct instruction and image object is embedded once.
+    The instruction's claims are the propositions ``reasoner`` (default: the
+    rule reasoner) makes for it, restated as contrasts; only claims with an
+    alternative the model can tell apart count, and without any the candidate
+    is rejected. A claim's *fit* on an image is its lead over the best
+    alternative divided by the spread of the similarities (-1 to 1), signed by
+    the expected answer.
+
+    A candidate judged alone is accepted when its mean fit is above
+    ``margin`` and, with a reference image, the change shows: the mean fit of
+    the claims expected true beats the reference's by more than ``margin``.
+    Candidates judged together (one call, same instruction and reference
+    image) are compared instead: of those on which the change shows at all
+    (gain over the reference above zero, or nothing checkable), only the one
+    closest to the reference image (image similarity) is accepted, since a
+    composed query wants the reference with the edit and everything else kept.
     """
 
-    def __init__(self, embedder: Embedder, *, threshold: float = 0.25, margin: float = 0.0):
+    def __init__(
+        self,
+        embedder: Embedder,
+        *,
+        margin: float = 0.1,
+        max_alternative_similarity: float = 0.96,
+        reasoner: Reasoner | None = None,
+    ):
+        if reasoner is None:
+            from imagescope.models.rule_reasoner import RuleReasoner
+
+            reasoner = RuleReasoner()
         self.embedder = embedder
-        self.threshold = threshold
         self.margin = margin
-        self.model_id = f"clip-evaluator:{embedder.model_id}:m{margin:g}:th{threshold:g}"
+        self.reasoner = reasoner
+        self.scoring = _Scoring(max_alternative_similarity)
+        self.model_id = (
+            f"clip-evaluator:{embedder.model_id}:{reasoner.model_id}:m{margin:g}"
+            f":s{max_alternative_similarity:g}"
+        )
+
+    def claims(self, instruction: str) -> list[_Claim]:
+        """The propositions of ``instruction`` that have alternatives to contrast."""
+        if not instruction.strip():
+            return []
+        intent = self.reasoner.synthesize_intent(instruction, reference_caption=None)
+        propositions = self.reasoner.make_propositions(
+            instruction,
+            edits=intent.edits,
+            descriptions=intent.descriptions,
+            reference_caption=None,
+        )
+        found = [_Claim(p, question_to_contrast(p.question)) for p in propositions]
+        return [c for c in found if c.contrast.alternatives]
 
     def evaluate(self, items: Sequence[EvaluationItem]) -> list[Evaluation]:
         if not items:
             return []
-        texts = _embed_unique(
-            [item.instruction for item in items], lambda s: s, self.embedder.embed_texts
-        )
+        claims = {text: self.claims(text) for text in dict.fromkeys(i.instruction for i in items)}
+        contrasts = [c.contrast for found in claims.values() for c in found]
+        texts = _Texts(self.embedder, _all_texts(contrasts))
         images = [item.candidate for item in items]
         images += [item.reference for item in items if item.reference is not None]
-        image_rows = _embed_unique(images, id, self.embedder.embed_images)
-        by_object = {id(image): row for image, row in zip(images, image_rows, strict=True)}
-        return [
-            self._judge(
-                texts[n],
-                by_object[id(item.candidate)],
-                None if item.reference is None else by_object[id(item.reference)],
+        rows = _embed_unique(images, id, self.embedder.embed_images)
+        vector = {id(image): row for image, row in zip(images, rows, strict=True)}
+        evidence = [
+            self._evidence(
+                texts,
+                claims[item.instruction],
+                candidate=vector[id(item.candidate)],
+                reference=None if item.reference is None else vector[id(item.reference)],
             )
-            for n, item in enumerate(items)
+            for item in items
         ]
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for index, item in enumerate(items):
+            if item.reference is not None:
+                groups[(item.instruction, id(item.reference))].append(index)
+        verdicts = [self._alone(e) for e in evidence]
+        for members in groups.values():
+            if len(members) > 1:
+                for index, verdict in self._together([evidence[i] for i in members]):
+                    verdicts[members[index]] = verdict
+        return verdicts
 
-    def _judge(
-        self, instruction: np.ndarray, candidate: np.ndarray, reference: np.ndarray | None
-    ) -> Evaluation:
-        sim_candidate = float(instruction @ candidate)
+    def _fits(
+        self, texts: _Texts, claims: Sequence[_Claim], *, image: np.ndarray
+    ) -> dict[int, float]:
+        """Claim index -> fit on ``image`` (claims that cannot be compared left out)."""
+        fits = {}
+        for index, claim in enumerate(claims):
+            scored = self.scoring.lead(texts, image, contrast=claim.contrast)
+            if scored is not None:
+                lead, spread = scored
+                fit = lead / spread if spread > 0 else 0.0
+                fits[index] = fit if claim.proposition.expected else -fit
+        return fits
+
+    def _evidence(
+        self,
+        texts: _Texts,
+        claims: Sequence[_Claim],
+        *,
+        candidate: np.ndarray,
+        reference: np.ndarray | None,
+    ) -> _Evidence:
+        fits = self._fits(texts, claims, image=candidate)
+        shown = "; ".join(f"{claims[i].proposition.question} {f:+.2f}" for i, f in fits.items())
+        fit = sum(fits.values()) / len(fits) if fits else None
         if reference is None:
-            accepted = sim_candidate >= self.threshold
-            reason = (
-                f"instruction similarity {sim_candidate:.3f} "
-                f"{'reaches' if accepted else 'is below'} the threshold {self.threshold:.3f}"
-            )
-            return Evaluation(
-                accepted=accepted, reason=reason, raw=f"candidate={sim_candidate:.4f}"
-            )
-        sim_reference = float(instruction @ reference)
-        gain = sim_candidate - sim_reference
-        accepted = gain > self.margin
-        reason = (
-            f"instruction similarity {sim_candidate:.3f} vs reference {sim_reference:.3f} "
-            f"(gain {gain:+.3f}, {'above' if accepted else 'not above'} margin {self.margin:.3f})"
-        )
-        raw = f"candidate={sim_candidate:.4f} reference={sim_reference:.4f}"
-        return Evaluation(accepted=accepted, reason=reason, raw=raw)
+            return _Evidence(fit, None, None, shown)
+        before = self._fits(texts, claims, image=reference)
+        wanted = [i for i in fits if i in before and claims[i].proposition.expected]
+        gain = sum(fits[i] - before[i] for i in wanted) / len(wanted) if wanted else None
+        return _Evidence(fit, gain, float(candidate @ reference), shown)
+
+    def _alone(self, evidence: _Evidence) -> Evaluation:
+        if evidence.fit is None:
+            reason = "no claim of the instruction can be checked by contrast"
+            return Evaluation(accepted=False, reason=reason)
+        reason = f"mean fit {evidence.fit:+.3f} of the instruction's claims"
+        if evidence.fit <= self.margin:
+            reason += f" is not above {self.margin:g}"
+            return Evaluation(accepted=False, reason=reason, raw=evidence.shown)
+        if evidence.retention is not None:
+            gain = evidence.gain if evidence.gain is not None else 0.0
+            if gain <= self.margin:
+                reason += f", but the change does not show: gain {gain:+.3f} over the reference"
+                return Evaluation(accepted=False, reason=reason, raw=evidence.shown)
+            reason += f", gain {gain:+.3f} over the reference"
+        return Evaluation(accepted=True, reason=reason, raw=evidence.shown)
+
+    def _together(self, group: Sequence[_Evidence]) -> list[tuple[int, Evaluation]]:
+        """Candidates of one reference judged together: the closest eligible one wins."""
+        eligible = [i for i, e in enumerate(group) if e.gain is None or e.gain > 0]
+        best = max((group[i].retention or 0.0 for i in eligible), default=None)
+        out = []
+        for index, evidence in enumerate(group):
+            retention = evidence.retention or 0.0
+            if index not in eligible:
+                gain = evidence.gain or 0.0
+                reason = f"the requested change does not show: gain {gain:+.3f}"
+            elif best is not None and retention < best:
+                reason = (
+                    f"another candidate is closer to the reference ({retention:.3f} < {best:.3f})"
+                )
+            else:
+                reason = f"the closest to the reference ({retention:.3f}) of {len(group)} judged"
+                out.append((index, Evaluation(accepted=True, reason=reason, raw=evidence.shown)))
+                continue
+            out.append((index, Evaluation(accepted=False, reason=reason, raw=evidence.shown)))
+        return out
