@@ -164,6 +164,14 @@ def print_result(result: SearchResult, *, limit: int) -> None:
         console.print(f"[yellow]note:[/] {note}")
 
 
+def parse_stages(stages: str) -> list[int]:
+    """``"1,2,3"`` -> [1, 2, 3]; a token that is not a number is an input error."""
+    try:
+        return [int(s) for s in stages.split(",") if s.strip()]
+    except ValueError:
+        raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
+
+
 def _settings() -> Settings:
     try:
         return get_settings()
@@ -203,10 +211,7 @@ def search(
     query = build_query(
         text, ref=ref, edit=edit, dialog=dialog, filters=parse_filters(filter_ or [])
     )
-    try:
-        wanted = [int(s) for s in stages.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
+    wanted = parse_stages(stages)
     engine = _engine(_settings())
     try:
         result = engine.search(query, stages=wanted, limit=max(limit, engine.pipeline.top_k))
@@ -281,10 +286,7 @@ def demo(
     """Draw a catalog, index it in the embedded store, run one query of each kind. Offline."""
     from imagescope.demo import print_demo, run_demo
 
-    try:
-        wanted = [int(s) for s in stages.split(",") if s.strip()]
-    except ValueError:
-        raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
+    wanted = parse_stages(stages)
     chosen, outcomes = run_demo(_settings(), n=size, seed=seed, stages=wanted)
     print_demo(console, chosen, outcomes)
 
@@ -314,7 +316,7 @@ def eval_(
     from imagescope.models.factory import build_embedder
 
     settings = _settings()
-    wanted = check_stages([int(s) for s in stages.split(",") if s.strip().isdigit()])
+    wanted = check_stages(parse_stages(stages))
     options: dict[str, Any] = {} if split is None else {"split": split}
     if dataset.lower() == "synthetic":
         options.update(n=size, n_per_kind=queries_per_kind)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +23,8 @@ from rich.table import Table
 
 from imagescope.engine import Engine, check_stages
 from imagescope.errors import ConfigError
+from imagescope.eval.harness import slug
+from imagescope.eval.metrics import first_rank
 from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
@@ -85,10 +86,6 @@ def choose_embedder(settings: Settings) -> DemoEmbedder:
     )
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
-
-
 def prepare_engine(
     settings: Settings, chosen: DemoEmbedder, *, root: Path, n: int, seed: int
 ) -> Engine:
@@ -99,7 +96,7 @@ def prepare_engine(
         write_catalog(catalog_dir, n=n, seed=seed)
     store = EmbeddedStore(
         EmbeddedStoreSettings(
-            path=root / "index" / _slug(chosen.embedder.model_id) / catalog_dir.name
+            path=root / "index" / slug(chosen.embedder.model_id) / catalog_dir.name
         )
     )
     store.ensure(chosen.embedder.dim)
@@ -114,10 +111,6 @@ def prepare_engine(
     )
     report.raise_for_failures()
     return Engine.from_settings(settings, embedder=chosen.embedder, store=store, limits=limits)
-
-
-def _first_hit(ids: list[str], truth: set[str]) -> int | None:
-    return next((rank for rank, i in enumerate(ids, start=1) if i in truth), None)
 
 
 def run_demo(
@@ -137,8 +130,8 @@ def run_demo(
                 DemoOutcome(
                     query=query,
                     result=result,
-                    first_hit_stage1=_first_hit([c.id for c in stage1_order], truth),
-                    first_hit_final=_first_hit([c.id for c in result.candidates], truth),
+                    first_hit_stage1=first_rank([c.id for c in stage1_order], truth),
+                    first_hit_final=first_rank([c.id for c in result.candidates], truth),
                 )
             )
     finally:

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
-from imagescope.cli import app, parse_filters
+from imagescope.cli import app, parse_filters, parse_stages
 from imagescope.errors import InputError
 from imagescope.settings import get_settings
 
@@ -123,3 +123,9 @@ def test_parse_filters() -> None:
         parse_filters(["price>=cheap"])
     with pytest.raises(InputError, match="key=value"):
         parse_filters(["colour"])
+
+
+def test_parse_stages() -> None:
+    assert parse_stages("1, 2,3") == [1, 2, 3]
+    with pytest.raises(InputError, match="stage numbers"):
+        parse_stages("1,two")
