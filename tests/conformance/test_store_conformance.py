@@ -16,9 +16,9 @@ from imagescope.errors import (
     InvalidVectorError,
     UnknownFilterFieldError,
 )
+from imagescope.pipeline.fusion import fused_search
 from imagescope.schemas import Filters
 from imagescope.store.base import CaptionUpdate, CatalogRecord, VectorStore, matches_filters
-from imagescope.store.fusion import fused_search
 from tests.conformance.conftest import StoreFactory
 
 pytestmark = pytest.mark.unit

@@ -20,10 +20,10 @@ from imagescope.errors import (
     StoreUnavailableError,
     UnknownFilterFieldError,
 )
+from imagescope.pipeline.fusion import fuse_scores, fused_search
 from imagescope.schemas import Filters
 from imagescope.settings import OpenSearchSettings
 from imagescope.store.base import CaptionUpdate, CatalogRecord, matches_filters
-from imagescope.store.fusion import fuse_scores, fused_search
 from imagescope.store.opensearch import OpenSearchStore
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from imagescope.engine import Engine
 from imagescope.jobs.inprocess import InProcessJobBackend
 from imagescope.models.fakes import FakeEmbedder, FakeReasoner
 from imagescope.pipeline.context import Components, MemoryImageSource
+from imagescope.pipeline.fusion import fused_search
 from imagescope.settings import ApiSettings, PipelineSettings, Settings
 from imagescope.store.base import CatalogRecord
-from imagescope.store.fusion import fused_search
 from imagescope.store.memory import MemoryStore
 
 pytestmark = pytest.mark.unit

@@ -15,6 +15,7 @@ from imagescope.models.fakes import (
     FakeVerifier,
 )
 from imagescope.pipeline.context import Components, MemoryAnswerCache, MemoryImageSource
+from imagescope.pipeline.fusion import fuse_scores, fused_search
 from imagescope.pipeline.rerank import rerank
 from imagescope.pipeline.stage1 import RetrievalParams, run_stage1
 from imagescope.pipeline.stage2 import rank_by_satisfied
@@ -32,7 +33,6 @@ from imagescope.schemas import (
     Trace,
 )
 from imagescope.store.base import CatalogRecord
-from imagescope.store.fusion import fuse_scores, fused_search
 from imagescope.store.memory import MemoryStore
 
 pytestmark = pytest.mark.unit

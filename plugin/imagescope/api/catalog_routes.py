@@ -31,7 +31,7 @@ from pydantic import BaseModel, Field
 from imagescope.api.deps import EngineDep, require_api_key
 from imagescope.api.schemas import ERROR_RESPONSES
 from imagescope.engine import Engine
-from imagescope.store.fusion import ScoredHit, fused_search
+from imagescope.pipeline.fusion import ScoredHit, fused_search
 
 #: Deepest position the picker can page to (offset + limit).
 MAX_BROWSE_DEPTH = 1000

@@ -14,6 +14,7 @@ import numpy as np
 
 from imagescope.errors import EmptyQueryError, ModelBackendError
 from imagescope.pipeline.context import Components
+from imagescope.pipeline.fusion import fused_search
 from imagescope.pipeline.trace import costed, timed
 from imagescope.schemas import (
     Candidate,
@@ -27,7 +28,6 @@ from imagescope.schemas import (
     TextQuery,
     Trace,
 )
-from imagescope.store.fusion import fused_search
 
 log = logging.getLogger(__name__)
 
