@@ -201,11 +201,38 @@ class JobSettings(BaseModel):
     components_hook: str | None = None
 
 
+class LimitSettings(BaseModel):
+    """Bounds on what one request may ask for (each refusal names its limit).
+
+    Image bytes and pixels are bounded by ``images.max_bytes`` and
+    ``images.max_pixels``; request bodies by ``api.max_request_bytes``.
+    """
+
+    #: Characters in a query's text, instruction, caption, or a dialog question/answer.
+    max_query_chars: int = Field(default=2000, ge=1)
+    #: Question/answer turns in a dialog query.
+    max_dialog_turns: int = Field(default=20, ge=0)
+    #: Candidates in a client-supplied stage-1 result of a rerank job.
+    max_candidates: int = Field(default=1000, ge=1)
+    #: Propositions per query (in a supplied stage-1 trace, and produced by stage 2).
+    max_propositions: int = Field(default=32, ge=1)
+    #: Unfinished rerank jobs one API key may have at once (0: no limit).
+    max_open_jobs: int = Field(default=100, ge=0)
+
+
 class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
-    #: When non-empty, every request must carry one of these in X-API-Key.
+    #: When non-empty, every request must carry one of these in X-API-Key. Each key
+    #: is a tenant: it sees only the jobs it submitted.
     api_keys: list[SecretStr] = Field(default_factory=list)
+    #: Keys that may also read and cancel every tenant's jobs (valid keys by themselves).
+    admin_keys: list[SecretStr] = Field(default_factory=list)
+    #: Signs the short-lived image tokens (cookie or ``?token=``) that let ``<img>``
+    #: load images when keys are on. Unset: a random secret per process (set it when
+    #: several API processes serve one page).
+    image_token_secret: SecretStr | None = None
+    image_token_ttl_s: int = Field(default=3600, ge=60)
     max_request_bytes: int = Field(default=25 * 1024 * 1024, ge=1)
     #: Longest side of images served by GET /v1/images/{id} (larger ones are scaled down).
     max_image_side: int = Field(default=2048, ge=16)
@@ -228,6 +255,7 @@ class Settings(BaseSettings):
     images: ImageLimits = Field(default_factory=ImageLimits)
     jobs: JobSettings = Field(default_factory=JobSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @model_validator(mode="after")
     def _alpha_within_top_k(self) -> Settings:

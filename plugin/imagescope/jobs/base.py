@@ -19,6 +19,7 @@ one atomic store operation.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import time
 import uuid
@@ -34,12 +35,22 @@ from imagescope.schemas import JobRef, JobState, JobStatus, RerankRequest, Searc
 RERANK_TASK_NAME = "imagescope.rerank"
 FINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 _JOB_ID = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+#: Jobs of requests without an API key (the server has none configured).
+PUBLIC_OWNER = "public"
+#: Joins owner and job id in the store key; never part of a job id.
+_SEP = "~"
 
 
 class JobConflictError(InputError):
     """A job id that is already taken by a different request."""
 
     status_code = 409
+
+
+class TooManyJobsError(InputError):
+    """The owner already has as many unfinished jobs as allowed."""
+
+    status_code = 429
 
 
 class JobCancelled(JobError):
@@ -57,8 +68,51 @@ def new_job_id(job_id: str | None = None) -> str:
     return job_id
 
 
+def too_many(max_open: int) -> str:
+    return (
+        f"too many unfinished jobs: the limit is {max_open} per API key "
+        "(limits.max_open_jobs); wait for some to finish or cancel them"
+    )
+
+
+def store_key(owner: str, job_id: str) -> str:
+    """The id a job is stored and executed under: ``<owner>~<id>``, or the plain id
+    for ``PUBLIC_OWNER`` (a server without API keys)."""
+    return job_id if owner == PUBLIC_OWNER else f"{owner}{_SEP}{job_id}"
+
+
+def owner_of(key: str) -> str:
+    return key.split(_SEP, 1)[0] if _SEP in key else PUBLIC_OWNER
+
+
+def public_id(key: str) -> str:
+    """The id the owner knows the job by."""
+    return key.split(_SEP, 1)[1] if _SEP in key else key
+
+
+def resolve_key(job_id: str, *, owner: str, admin: bool = False) -> str:
+    """The store key of ``job_id`` as ``owner`` names it.
+
+    An admin may also name any job by its full key ``<owner>~<id>``. Ids that no
+    job can have raise ``UnknownIdError`` (404), like ids of other owners' jobs.
+    """
+    if admin and _SEP in job_id:
+        job_owner, _, own_id = job_id.partition(_SEP)
+        if job_owner and _JOB_ID.match(own_id):
+            return job_id
+    if not _JOB_ID.match(job_id):
+        raise unknown_job(job_id)
+    return store_key(owner, job_id)
+
+
 def request_digest(request: RerankRequest) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+def input_digest(client_input: object) -> str:
+    """A digest of what the client sent (JSON-able), keys sorted: equal input, equal digest."""
+    text = json.dumps(client_input, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
 
 
 class JobRecord(BaseModel):
@@ -83,14 +137,17 @@ class JobRecord(BaseModel):
     result_writes: int = 0
     worker: str = ""
     webhook: str = ""
+    #: Deleted by its owner: kept (cancelled) until it expires, but no longer readable.
+    deleted: bool = False
 
     @classmethod
-    def new(cls, job_id: str, request: RerankRequest) -> JobRecord:
+    def new(cls, job_id: str, request: RerankRequest, *, digest: str | None = None) -> JobRecord:
+        """A QUEUED record; ``digest`` identifies the client's input (idempotent resubmit)."""
         now = time.time()
         return cls(
             id=job_id,
             request=request,
-            digest=request_digest(request),
+            digest=digest or request_digest(request),
             created_at=now,
             updated_at=now,
             enqueued_at=now,
@@ -100,15 +157,23 @@ class JobRecord(BaseModel):
     def final(self) -> bool:
         return self.state in FINAL_STATES
 
+    @property
+    def owner(self) -> str:
+        return owner_of(self.id)
+
+    @property
+    def public_id(self) -> str:
+        return public_id(self.id)
+
     def status(self) -> JobStatus:
         """The public view. ``result`` is the best ranking known now: the final one
         once the job succeeded, else the stage-1 ranking (``result.stages == [1]``)."""
         result = self.result
         if result is None and self.state is not JobState.FAILED:
             result = self.request.stage1
-        ref = JobRef(id=self.id, state=self.state)
+        ref = JobRef(id=self.public_id, state=self.state)
         return JobStatus(
-            id=self.id,
+            id=self.public_id,
             state=self.state,
             progress=1.0 if self.state is JobState.SUCCEEDED else self.progress,
             result=None if result is None else result.model_copy(update={"job": ref}),
@@ -124,8 +189,10 @@ class JobStore(ABC):
     Contract (every method is one atomic step; ``job_id`` unknown ->
     ``UnknownIdError`` unless stated):
 
-    - ``create(record)`` inserts the record unless the id exists; returns the
-      stored record and whether it was created (idempotent by id).
+    - ``create(record, max_open=0)`` inserts the record unless the id exists;
+      returns the stored record and whether it was created (idempotent by id).
+      With ``max_open`` > 0, raises ``TooManyJobsError`` when the record's owner
+      already has that many jobs that are not final.
     - ``get(job_id)`` the record.
     - ``claim(job_id, worker=..., lease_s=...)`` QUEUED -> RUNNING (attempts + 1,
       heartbeat now), also taking over a RUNNING job whose heartbeat is older
@@ -136,6 +203,9 @@ class JobStore(ABC):
     - ``finish(job_id, state=..., result=..., error=...)`` writes a final state
       unless the job is already final; returns whether it wrote.
     - ``cancel(job_id)`` QUEUED/RUNNING -> CANCELLED; returns the record.
+    - ``delete(job_id)`` cancels the job unless final and marks it deleted (kept
+      until it expires so a running worker still sees the cancellation);
+      returns the record.
     - ``release(job_id)`` RUNNING -> QUEUED (a retry is on its way).
     - ``open_ids()`` ids of jobs not final.
     - ``requeue_if_stale(job_id, queued_for_s=..., silent_for_s=...)`` marks a job
@@ -148,7 +218,7 @@ class JobStore(ABC):
     """
 
     @abstractmethod
-    def create(self, record: JobRecord) -> tuple[JobRecord, bool]: ...
+    def create(self, record: JobRecord, *, max_open: int = 0) -> tuple[JobRecord, bool]: ...
 
     @abstractmethod
     def get(self, job_id: str) -> JobRecord: ...
@@ -171,6 +241,9 @@ class JobStore(ABC):
 
     @abstractmethod
     def cancel(self, job_id: str) -> JobRecord: ...
+
+    @abstractmethod
+    def delete(self, job_id: str) -> JobRecord: ...
 
     @abstractmethod
     def release(self, job_id: str) -> None: ...
@@ -208,33 +281,63 @@ class JobStore(ABC):
 class JobBackend(ABC):
     """Submits rerank jobs and reports on them.
 
+    Every job belongs to an ``owner`` (the API key that submitted it; one
+    ``PUBLIC_OWNER`` when the server has no keys). Ids are scoped per owner: two
+    owners may both use ``order-1``, and a job is invisible to other owners
+    (``UnknownIdError``, 404). ``admin=True`` reads any job, by its own id or by
+    its full key ``<owner>~<id>``.
+
     Contract:
-    - ``submit(request, job_id=None)`` records the job and hands it to an
-      executor; returns at once with state QUEUED. Idempotent by ``job_id``:
-      the same id with the same request returns the existing job; the same id
-      with another request raises ``JobConflictError`` (409). An accepted job is
-      never lost: if the executor cannot be reached now, it is sent later.
+    - ``submit(request, job_id=None, owner=..., digest=None)`` records the job
+      and hands it to an executor; returns at once with state QUEUED. Idempotent
+      by ``job_id``: the same id with the same input (``digest``, else the
+      request's) returns the existing job; another input raises
+      ``JobConflictError`` (409). ``TooManyJobsError`` (429) when the owner has
+      ``max_open`` unfinished jobs. An accepted job is never lost: if the
+      executor cannot be reached now, it is sent later.
+    - ``find(job_id, owner=..., digest=...)`` the existing job under that id
+      (None when there is none), with the same conflict rule as ``submit``.
     - ``get(job_id)`` the status: state, progress, the best result so far, the
-      failure reason. Unknown ids raise ``UnknownIdError`` (404).
+      failure reason. Unknown and deleted ids raise ``UnknownIdError`` (404).
     - ``cancel(job_id)`` stops a queued or running job (a running one stops at
       the next stage boundary); cancelling a final job changes nothing. Returns
       the status.
+    - ``delete(job_id)`` cancels the job and makes it unreadable (404 after).
     - ``wait(job_id, timeout_s)`` blocks until the job is final or the timeout
       passes; returns the status either way.
     Backend failures raise ``JobBackendError`` (503).
     """
 
     @abstractmethod
-    def submit(self, request: RerankRequest, *, job_id: str | None = None) -> JobRef: ...
+    def submit(
+        self,
+        request: RerankRequest,
+        *,
+        job_id: str | None = None,
+        owner: str = PUBLIC_OWNER,
+        digest: str | None = None,
+    ) -> JobRef: ...
 
     @abstractmethod
-    def get(self, job_id: str) -> JobStatus: ...
+    def find(self, job_id: str, *, owner: str, digest: str) -> JobRef | None: ...
 
     @abstractmethod
-    def cancel(self, job_id: str) -> JobStatus: ...
+    def get(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus: ...
 
     @abstractmethod
-    def wait(self, job_id: str, timeout_s: float) -> JobStatus: ...
+    def cancel(
+        self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False
+    ) -> JobStatus: ...
+
+    @abstractmethod
+    def delete(
+        self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False
+    ) -> JobStatus: ...
+
+    @abstractmethod
+    def wait(
+        self, job_id: str, timeout_s: float, *, owner: str = PUBLIC_OWNER, admin: bool = False
+    ) -> JobStatus: ...
 
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise ``JobBackendError`` when jobs cannot be accepted now."""
@@ -243,36 +346,79 @@ class JobBackend(ABC):
         """Stop background threads and release connections."""
 
 
-class StoreJobBackend(JobBackend):
-    """A JobBackend over a JobStore; subclasses say how a job id is dispatched."""
+def _existing(record: JobRecord, digest: str) -> JobRef:
+    """The ref of an already stored job, when ``digest`` is the input it was made from."""
+    if record.deleted:
+        raise JobConflictError(
+            f"job id {record.public_id!r} belonged to a deleted job; choose a new id"
+        )
+    if record.digest != digest:
+        raise JobConflictError(
+            f"job id {record.public_id!r} is already used by another request; "
+            "choose a new id or leave it out"
+        )
+    return JobRef(id=record.public_id, state=record.state)
 
-    def __init__(self, store: JobStore) -> None:
+
+class StoreJobBackend(JobBackend):
+    """A JobBackend over a JobStore; subclasses say how a job id is dispatched.
+
+    ``max_open`` (0: no limit) caps the unfinished jobs of one owner.
+    """
+
+    def __init__(self, store: JobStore, *, max_open: int = 0) -> None:
         self.store = store
+        self.max_open = max_open
 
     @abstractmethod
     def dispatch(self, job_id: str) -> None:
-        """Hand the job to an executor (may raise; the job stays QUEUED)."""
+        """Hand the job (its store key) to an executor (may raise; the job stays QUEUED)."""
 
-    def submit(self, request: RerankRequest, *, job_id: str | None = None) -> JobRef:
-        record, created = self.store.create(JobRecord.new(new_job_id(job_id), request))
+    def submit(
+        self,
+        request: RerankRequest,
+        *,
+        job_id: str | None = None,
+        owner: str = PUBLIC_OWNER,
+        digest: str | None = None,
+    ) -> JobRef:
+        digest = digest or request_digest(request)
+        key = store_key(owner, new_job_id(job_id))
+        record, created = self.store.create(
+            JobRecord.new(key, request, digest=digest), max_open=self.max_open
+        )
         if not created:
-            if record.digest != request_digest(request):
-                raise JobConflictError(
-                    f"job id {record.id!r} is already used by another request; "
-                    "choose a new id or leave it out"
-                )
-            return JobRef(id=record.id, state=record.state)
+            return _existing(record, digest)
         self.dispatch(record.id)
-        return JobRef(id=record.id, state=record.state)
+        return JobRef(id=record.public_id, state=record.state)
 
-    def get(self, job_id: str) -> JobStatus:
-        return self.store.get(job_id).status()
+    def find(self, job_id: str, *, owner: str, digest: str) -> JobRef | None:
+        try:
+            record = self.store.get(store_key(owner, new_job_id(job_id)))
+        except UnknownIdError:
+            return None
+        return _existing(record, digest)
 
-    def cancel(self, job_id: str) -> JobStatus:
-        return self.store.cancel(job_id).status()
+    def _readable(self, job_id: str, owner: str, admin: bool) -> JobRecord:
+        record = self.store.get(resolve_key(job_id, owner=owner, admin=admin))
+        if record.deleted:
+            raise unknown_job(job_id)
+        return record
 
-    def wait(self, job_id: str, timeout_s: float) -> JobStatus:
-        return self.store.wait(job_id, timeout_s).status()
+    def get(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus:
+        return self._readable(job_id, owner, admin).status()
+
+    def cancel(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus:
+        return self.store.cancel(self._readable(job_id, owner, admin).id).status()
+
+    def delete(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus:
+        return self.store.delete(self._readable(job_id, owner, admin).id).status()
+
+    def wait(
+        self, job_id: str, timeout_s: float, *, owner: str = PUBLIC_OWNER, admin: bool = False
+    ) -> JobStatus:
+        key = self._readable(job_id, owner, admin).id
+        return self.store.wait(key, timeout_s).status()
 
     def ping(self) -> None:
         self.store.ping()

@@ -69,6 +69,15 @@ def celery_client(settings: JobSettings) -> Celery:
     """A Celery app that only sends tasks (no task is registered in it)."""
     app = Celery("imagescope-client", set_as_current=False)
     app.conf.update(celery_config(settings))
+    # The API answers within a deadline: a broker that does not answer costs ~1 s,
+    # and the job stays QUEUED for the reconciler to send.
+    app.conf.broker_connection_timeout = 1.0
+    app.conf.task_publish_retry_policy = {
+        "max_retries": 1,
+        "interval_start": 0.0,
+        "interval_step": 0.2,
+        "interval_max": 0.2,
+    }
     return app
 
 
@@ -79,18 +88,24 @@ class CeleryJobBackend(StoreJobBackend):
     the reconciler (here, in the workers, or both) sends it later.
     """
 
-    def __init__(self, store: RedisJobStore, app: Celery, *, queue: str) -> None:
-        super().__init__(store)
+    def __init__(self, store: RedisJobStore, app: Celery, *, queue: str, max_open: int = 0) -> None:
+        super().__init__(store, max_open=max_open)
         self.app = app
         self.queue = queue
         self.reconciler: Reconciler | None = None
 
     @classmethod
-    def from_settings(cls, settings: JobSettings, *, reconcile: bool = True) -> CeleryJobBackend:
+    def from_settings(
+        cls, settings: JobSettings, *, reconcile: bool = True, max_open: int = 0
+    ) -> CeleryJobBackend:
+        """The API's backend: its Redis client fails fast (~1 s, circuit breaker)."""
         store = RedisJobStore.from_url(
-            records_url(settings), prefix=settings.key_prefix, result_ttl_s=settings.result_ttl_s
+            records_url(settings),
+            prefix=settings.key_prefix,
+            result_ttl_s=settings.result_ttl_s,
+            fail_fast=True,
         )
-        backend = cls(store, celery_client(settings), queue=settings.queue)
+        backend = cls(store, celery_client(settings), queue=settings.queue, max_open=max_open)
         if reconcile:
             backend.start_reconciler(settings)
         return backend

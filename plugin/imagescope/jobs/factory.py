@@ -92,7 +92,9 @@ def build_job_backend(settings: Settings, components: Components) -> JobBackend:
             workers=jobs.in_process_workers,
             lease_s=jobs.lease_s,
             webhooks=webhook_sender(jobs),
+            max_open=settings.limits.max_open_jobs,
+            result_ttl_s=jobs.result_ttl_s,
         )
     from imagescope.jobs.celery_backend import CeleryJobBackend
 
-    return CeleryJobBackend.from_settings(jobs)
+    return CeleryJobBackend.from_settings(jobs, max_open=settings.limits.max_open_jobs)

@@ -25,8 +25,10 @@ class InProcessJobBackend(StoreJobBackend):
         lease_s: float = 30.0,
         webhooks: WebhookSender | None = None,
         store: MemoryJobStore | None = None,
+        max_open: int = 0,
+        result_ttl_s: float = 7 * 24 * 3600,
     ) -> None:
-        super().__init__(store or MemoryJobStore())
+        super().__init__(store or MemoryJobStore(result_ttl_s=result_ttl_s), max_open=max_open)
         self.components = components
         self.lease_s = lease_s
         self.notify: Notify | None = None if webhooks is None else webhooks.notifier(self.store)

@@ -1,4 +1,8 @@
-"""Job records in process memory (the in-process backend; lost on exit)."""
+"""Job records in process memory (the in-process backend; lost on exit).
+
+Final records expire ``result_ttl_s`` after they were last written, as they do
+in Redis; expired ones are swept out at most once a second, on writes.
+"""
 
 from __future__ import annotations
 
@@ -6,22 +10,47 @@ import threading
 import time
 from collections.abc import Iterator
 
-from imagescope.jobs.base import FINAL_STATES, JobRecord, JobStore, unknown_job
+from imagescope.jobs.base import (
+    FINAL_STATES,
+    JobRecord,
+    JobStore,
+    TooManyJobsError,
+    too_many,
+    unknown_job,
+)
 from imagescope.schemas import JobState, SearchResult
 
 
 class MemoryJobStore(JobStore):
     """A thread-safe dict of records; ``wait`` sleeps on a condition, not a poll."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, result_ttl_s: float = 7 * 24 * 3600) -> None:
         self._records: dict[str, JobRecord] = {}
         self._changed = threading.Condition()
+        self._ttl = result_ttl_s
+        self._swept_at = 0.0
+
+    def _expired(self, record: JobRecord, now: float) -> bool:
+        return record.final and record.updated_at < now - self._ttl
+
+    def _sweep(self) -> None:
+        """Drops expired final records (caller holds the lock)."""
+        now = time.time()
+        if now - self._swept_at < 1.0:
+            return
+        self._swept_at = now
+        for key in [k for k, r in self._records.items() if self._expired(r, now)]:
+            del self._records[key]
 
     def _record(self, job_id: str) -> JobRecord:
-        try:
-            return self._records[job_id]
-        except KeyError:
-            raise unknown_job(job_id) from None
+        record = self._records.get(job_id)
+        if record is None or self._expired(record, time.time()):
+            raise unknown_job(job_id)
+        return record
+
+    def __len__(self) -> int:
+        with self._changed:
+            return len(self._records)
 
     def _update(self, job_id: str, **fields: object) -> JobRecord:
         """Replace the record with ``fields`` changed (caller holds the lock)."""
@@ -31,11 +60,16 @@ class MemoryJobStore(JobStore):
         self._changed.notify_all()
         return record
 
-    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
+    def create(self, record: JobRecord, *, max_open: int = 0) -> tuple[JobRecord, bool]:
         with self._changed:
+            self._sweep()
             existing = self._records.get(record.id)
-            if existing is not None:
+            if existing is not None and not self._expired(existing, time.time()):
                 return existing, False
+            if max_open > 0:
+                mine = [r for r in self._records.values() if r.owner == record.owner]
+                if sum(1 for r in mine if not r.final) >= max_open:
+                    raise TooManyJobsError(too_many(max_open))
             self._records[record.id] = record
             return record, True
 
@@ -104,6 +138,18 @@ class MemoryJobStore(JobStore):
                 error="cancelled by request",
                 result_writes=record.result_writes + 1,
             )
+
+    def delete(self, job_id: str) -> JobRecord:
+        with self._changed:
+            record = self._record(job_id)
+            fields: dict[str, object] = {"deleted": True}
+            if not record.final:
+                fields.update(
+                    state=JobState.CANCELLED,
+                    error="deleted by request",
+                    result_writes=record.result_writes + 1,
+                )
+            return self._update(job_id, **fields)
 
     def release(self, job_id: str) -> None:
         with self._changed:

@@ -6,16 +6,22 @@ Keys (``prefix`` from ``settings.jobs.key_prefix``)::
                         created_at, updated_at, enqueued_at, heartbeat_at,
                         attempts, result_writes, worker, webhook
     <prefix>jobs:open   set of the ids of jobs that are not final
+    <prefix>jobs:open:<owner>  the same, per owner (the per-key job limit)
 
 Timestamps come from the Redis server clock (``TIME``), so workers and API
 processes on different hosts compare them on one clock. A final record expires
-after ``result_ttl_s``. Redis errors are translated into ``JobBackendError``;
-the client retries connection errors with backoff, so a Redis restart of a few
-seconds is ridden out.
+after ``result_ttl_s``. Redis errors are translated into ``JobBackendError``
+(whose message never names the server's address; the log does).
+
+Two ways to connect (``connect``): workers retry connection errors with backoff
+for ~15 s, so a Redis restart is ridden out; the API (``fail_fast``) uses ~1 s
+timeouts, no retry and a ``CircuitBreaker``, so an outage costs one timeout and
+then every call answers "unavailable" at once until Redis is back.
 """
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -25,10 +31,20 @@ from redis.backoff import ExponentialBackoff
 from redis.retry import Retry
 
 from imagescope.errors import JobBackendError, UnknownIdError
-from imagescope.jobs.base import FINAL_STATES, JobRecord, JobStore, unknown_job
+from imagescope.jobs.base import (
+    FINAL_STATES,
+    JobRecord,
+    JobStore,
+    TooManyJobsError,
+    owner_of,
+    too_many,
+    unknown_job,
+)
+from imagescope.jobs.breaker import CircuitBreaker, CircuitOpenError
 from imagescope.schemas import JobState, RerankRequest, SearchResult
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _NOW = "local t = redis.call('TIME') local now = tonumber(t[1]) + tonumber(t[2]) / 1000000\n"
 _FINAL = "local final = {succeeded=true, failed=true, cancelled=true}\n"
@@ -37,10 +53,14 @@ _CREATE = (
     _NOW
     + """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if tonumber(ARGV[4]) > 0 and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[4]) then
+  return -2
+end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'request', ARGV[2], 'digest', ARGV[3],
   'state', 'queued', 'progress', 0, 'created_at', now, 'updated_at', now,
   'enqueued_at', now, 'heartbeat_at', 0, 'attempts', 0, 'result_writes', 0)
 redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
 return 1
 """
 )
@@ -90,6 +110,7 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[1], 'error', ARGV[3]) end
 if ARGV[1] == 'succeeded' then redis.call('HSET', KEYS[1], 'progress', 1) end
 redis.call('HINCRBY', KEYS[1], 'result_writes', 1)
 redis.call('SREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+redis.call('SREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('PUBLISH', ARGV[5], ARGV[1])
 return 1
@@ -112,8 +133,12 @@ _REQUEUE = (
     + _FINAL
     + """
 local state = redis.call('HGET', KEYS[1], 'state')
-if not state then redis.call('SREM', KEYS[2], ARGV[3]) return -1 end
-if final[state] then redis.call('SREM', KEYS[2], ARGV[3]) return 0 end
+if not state or final[state] then
+  redis.call('SREM', KEYS[2], ARGV[3])
+  redis.call('SREM', KEYS[3], ARGV[3])
+  if not state then return -1 end
+  return 0
+end
 local queued = now - tonumber(redis.call('HGET', KEYS[1], 'enqueued_at'))
 local silent = now - tonumber(redis.call('HGET', KEYS[1], 'heartbeat_at'))
 if (state == 'queued' and queued > tonumber(ARGV[1]))
@@ -125,16 +150,36 @@ return 0
 """
 )
 
+_DELETE = (
+    _NOW
+    + _FINAL
+    + """
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return -1 end
+if not final[state] then
+  redis.call('HSET', KEYS[1], 'state', 'cancelled', 'error', 'deleted by request')
+  redis.call('HINCRBY', KEYS[1], 'result_writes', 1)
+  redis.call('SREM', KEYS[2], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('SREM', KEYS[3], redis.call('HGET', KEYS[1], 'id'))
+  redis.call('PUBLISH', ARGV[2], 'cancelled')
+end
+redis.call('HSET', KEYS[1], 'deleted', 1, 'updated_at', now)
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
+)
 
-def connect(url: str, *, retry_for_s: float = 15.0) -> redis.Redis:
-    """A client that retries connection errors with backoff for about ``retry_for_s``."""
-    retries = max(1, int(retry_for_s / 0.5))
+
+def connect(url: str, *, retry_for_s: float = 15.0, fail_fast: bool = False) -> redis.Redis:
+    """A client that retries connection errors with backoff for about ``retry_for_s``;
+    ``fail_fast``: ~1 s connect and operation timeouts and no retry."""
+    retries = 0 if fail_fast else max(1, int(retry_for_s / 0.5))
     return redis.Redis.from_url(
         url,
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.02), retries),
         retry_on_error=[redis.ConnectionError, redis.TimeoutError],
-        socket_connect_timeout=2.0,
-        socket_timeout=10.0,
+        socket_connect_timeout=1.0 if fail_fast else 2.0,
+        socket_timeout=1.0 if fail_fast else 10.0,
         health_check_interval=15,
         decode_responses=False,
     )
@@ -163,6 +208,7 @@ def _record(raw: Mapping[Any, Any]) -> JobRecord:
         result_writes=int(_text(raw, "result_writes", "0")),
         worker=_text(raw, "worker"),
         webhook=_text(raw, "webhook"),
+        deleted=_text(raw, "deleted") == "1",
     )
 
 
@@ -170,9 +216,15 @@ class RedisJobStore(JobStore):
     """``JobStore`` on a Redis server (see the module docstring for the layout)."""
 
     def __init__(
-        self, client: redis.Redis, *, prefix: str = "imagescope:", result_ttl_s: int = 604800
+        self,
+        client: redis.Redis,
+        *,
+        prefix: str = "imagescope:",
+        result_ttl_s: int = 604800,
+        breaker: CircuitBreaker | None = None,
     ) -> None:
         self._client = client
+        self._breaker = breaker
         self._prefix = prefix
         self._ttl = result_ttl_s
         self._open = f"{prefix}jobs:open"
@@ -183,12 +235,21 @@ class RedisJobStore(JobStore):
             "finish": _FINISH,
             "release": _RELEASE,
             "requeue": _REQUEUE,
+            "delete": _DELETE,
         }
         self._scripts = {name: client.register_script(body) for name, body in scripts.items()}
 
     @classmethod
-    def from_url(cls, url: str, *, prefix: str, result_ttl_s: int) -> RedisJobStore:
-        return cls(connect(url), prefix=prefix, result_ttl_s=result_ttl_s)
+    def from_url(
+        cls, url: str, *, prefix: str, result_ttl_s: int, fail_fast: bool = False
+    ) -> RedisJobStore:
+        """``fail_fast`` (the API): short timeouts and a circuit breaker."""
+        return cls(
+            connect(url, fail_fast=fail_fast),
+            prefix=prefix,
+            result_ttl_s=result_ttl_s,
+            breaker=CircuitBreaker(reset_s=2.0) if fail_fast else None,
+        )
 
     def key(self, job_id: str) -> str:
         return f"{self._prefix}job:{job_id}"
@@ -197,23 +258,42 @@ class RedisJobStore(JobStore):
         """Pub/sub channel on which the final state is announced."""
         return f"{self._prefix}job:{job_id}:final"
 
+    def owner_open_key(self, job_id: str) -> str:
+        return f"{self._open}:{owner_of(job_id)}"
+
     def _call(self, what: str, fn: Callable[[], T]) -> T:
+        breaker = self._breaker
         try:
-            return fn()
+            if breaker is not None:
+                breaker.before()
+            result = fn()
+        except CircuitOpenError:
+            raise JobBackendError(
+                f"the job store is unavailable (cannot {what}); retry in a few seconds"
+            ) from None
         except redis.RedisError as exc:
-            raise JobBackendError(f"job store (Redis) failed to {what}: {exc}") from exc
+            if breaker is not None:
+                breaker.failure()
+            log.warning("job store (Redis) failed to %s: %s", what, exc)
+            raise JobBackendError(
+                f"the job store is unavailable (cannot {what}); retry in a few seconds"
+            ) from exc
+        if breaker is not None:
+            breaker.success()
+        return result
 
     def _run(self, script: str, job_id: str, *args: Any) -> Any:
-        keys = [self.key(job_id), self._open]
+        keys = [self.key(job_id), self._open, self.owner_open_key(job_id)]
         result = self._call(script, lambda: self._scripts[script](keys=keys, args=list(args)))
         if result == -1:
             raise unknown_job(job_id)
         return result
 
-    def create(self, record: JobRecord) -> tuple[JobRecord, bool]:
-        created = self._run(
-            "create", record.id, record.id, record.request.model_dump_json(), record.digest
-        )
+    def create(self, record: JobRecord, *, max_open: int = 0) -> tuple[JobRecord, bool]:
+        request = record.request.model_dump_json()
+        created = self._run("create", record.id, record.id, request, record.digest, max_open)
+        if created == -2:
+            raise TooManyJobsError(too_many(max_open))
         return self.get(record.id), bool(created)
 
     def get(self, job_id: str) -> JobRecord:
@@ -250,6 +330,10 @@ class RedisJobStore(JobStore):
 
     def cancel(self, job_id: str) -> JobRecord:
         self.finish(job_id, state=JobState.CANCELLED, error="cancelled by request")
+        return self.get(job_id)
+
+    def delete(self, job_id: str) -> JobRecord:
+        self._run("delete", job_id, self._ttl, self.channel(job_id))
         return self.get(job_id)
 
     def release(self, job_id: str) -> None:

@@ -1,0 +1,123 @@
+"""Job ownership, limits, delete and fail-fast behaviour on a real redis-server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+from imagescope.errors import JobBackendError
+from imagescope.jobs.base import JobRecord, StoreJobBackend, store_key
+from imagescope.jobs.redis_store import RedisJobStore, connect
+from imagescope.schemas import JobState, RerankRequest
+from tests.fixtures.redis import RedisServer, free_port
+from tests.unit.test_jobs import make_components, make_request
+from tests.unit.test_jobs_tenancy import (
+    check_idempotent_resubmit,
+    check_open_job_limit,
+    check_owner_scoping,
+)
+
+pytestmark = pytest.mark.integration
+
+
+class QueueOnly(StoreJobBackend):
+    """Records jobs and sends them nowhere (they stay QUEUED)."""
+
+    def dispatch(self, job_id: str) -> None:
+        return None
+
+
+@pytest.fixture
+def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
+    connection = connect(redis_server.url())
+    yield connection
+    connection.close()
+
+
+@pytest.fixture
+def store(client: redis.Redis) -> RedisJobStore:
+    return RedisJobStore(client, prefix=f"h-{uuid.uuid4().hex[:8]}:", result_ttl_s=120)
+
+
+@pytest.fixture(scope="module")
+def request_() -> RerankRequest:
+    return make_request(make_components())
+
+
+def test_redis_jobs_are_scoped_to_their_owner(
+    store: RedisJobStore, request_: RerankRequest
+) -> None:
+    check_owner_scoping(QueueOnly(store), request_)
+    record = store.get(store_key("tenant-a", "order-1"))
+    assert record.deleted and record.state is JobState.CANCELLED
+    assert 0 < store._client.ttl(store.key(record.id)) <= 120  # deleted records expire
+
+
+def test_redis_resubmit_is_idempotent_on_client_input(
+    store: RedisJobStore, request_: RerankRequest
+) -> None:
+    check_idempotent_resubmit(QueueOnly(store), request_)
+
+
+def test_redis_open_jobs_per_owner_are_bounded(
+    store: RedisJobStore, request_: RerankRequest
+) -> None:
+    jobs = QueueOnly(store, max_open=2)
+    check_open_job_limit(jobs, request_)
+    key = next(k for k in store.open_ids() if k.startswith("t~"))
+    store.finish(key, state=JobState.SUCCEEDED, result=request_.stage1)
+    jobs.submit(request_, owner="t")  # a finished job frees its slot
+
+
+def test_finished_jobs_expire(store: RedisJobStore, request_: RerankRequest) -> None:
+    store.create(JobRecord.new("a", request_))
+    assert store._client.ttl(store.key("a")) == -1  # open: kept
+    store.finish("a", state=JobState.FAILED, error="x")
+    assert 0 < store._client.ttl(store.key("a")) <= 120
+
+
+def _silent_server() -> tuple[socket.socket, int]:
+    """A TCP port that accepts connections and never answers."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    accepted: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                accepted.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    return server, int(server.getsockname()[1])
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_api_store_fails_fast_without_naming_the_address(kind: str) -> None:
+    server, port = _silent_server() if kind == "silent" else (None, free_port())
+    store = RedisJobStore.from_url(
+        f"redis://127.0.0.1:{port}/0", prefix="x:", result_ttl_s=60, fail_fast=True
+    )
+    try:
+        started = time.monotonic()
+        with pytest.raises(JobBackendError) as err:
+            store.ping()
+        first = time.monotonic() - started
+        assert first < 3.0, first  # one ~1 s timeout and one retry, not 13 s
+        assert str(port) not in str(err.value) and "127.0.0.1" not in str(err.value)
+        started = time.monotonic()
+        with pytest.raises(JobBackendError):
+            store.get("a")
+        assert time.monotonic() - started < 0.05  # the circuit is open: no new attempt
+    finally:
+        store.close()
+        if server is not None:
+            server.close()
