@@ -10,6 +10,13 @@ Receivers recompute the HMAC over the raw body with the shared secret
 timestamps (:func:`verify_signature` does all three). Delivery is retried a
 bounded number of times on network errors, 429 and 5xx; a webhook that still
 fails is recorded on the job and never fails it.
+
+Delivery connects to the address that was checked (no second DNS lookup, so a
+name cannot be rebound to a private address in between): the request goes to
+that IP with the name in the ``Host`` header and as TLS SNI (the certificate is
+checked for the name). Proxy environment variables are ignored, redirects are
+not followed, and neither logs nor recorded outcomes carry the URL's query
+string (it may hold a token).
 """
 
 from __future__ import annotations
@@ -20,7 +27,7 @@ import ipaddress
 import logging
 import socket
 import time
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import httpx
 from pydantic import SecretStr
@@ -64,24 +71,93 @@ def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return address.is_global and not address.is_multicast
 
 
-def check_webhook_url(url: str, *, allow_private: bool) -> None:
-    """Refuse non-http(s) URLs and, unless allowed, hosts with non-public addresses."""
-    parts = urlsplit(url)
+def redact_url(url: str) -> str:
+    """``url`` without credentials, query and fragment (safe to log)."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:
+        return "<invalid url>"
+    if ":" in host:
+        host = f"[{host}]"
+    query = "?<redacted>" if parts.query else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}{query}"
+
+
+class RedactQueryFilter(logging.Filter):
+    """Rewrites URL arguments of log records without their query string.
+
+    Installed on the ``httpx`` logger, which logs every request's full URL at INFO.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple):
+            record.args = tuple(
+                redact_url(str(arg)) if isinstance(arg, httpx.URL) else arg for arg in record.args
+            )
+        return True
+
+
+def install_log_redaction() -> None:
+    """Keeps URL query strings (webhook tokens) out of httpx's request log lines."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, RedactQueryFilter) for f in logger.filters):
+        logger.addFilter(RedactQueryFilter())
+
+
+def resolve_webhook_url(url: str, *, allow_private: bool) -> str | None:
+    """Checks ``url`` and returns the address to connect to (None: connect by name).
+
+    Refuses non-http(s) URLs and, unless ``allow_private``, hosts with any
+    non-public address; the first checked address is the one to pin.
+    """
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as exc:
+        raise InputError(f"webhook_url {redact_url(url)!r} is not a valid URL: {exc}") from exc
     if parts.scheme not in {"http", "https"} or not parts.hostname:
-        raise InputError(f"webhook_url {url!r} must be an http(s) URL with a host")
+        raise InputError(f"webhook_url {redact_url(url)!r} must be an http(s) URL with a host")
     if allow_private:
-        return
+        return None
     try:
         infos = socket.getaddrinfo(parts.hostname, parts.port or 443, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError) as exc:
         raise InputError(f"webhook host {parts.hostname!r} cannot be resolved: {exc}") from exc
-    for info in infos:
-        address = ipaddress.ip_address(str(info[4][0]).split("%", 1)[0])
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
+    for address in addresses:
         if not _is_public(address):
             raise InputError(
                 f"webhook host {parts.hostname!r} resolves to non-public address {address}; "
                 "use a public URL or set IMAGESCOPE_JOBS__WEBHOOK_ALLOW_PRIVATE=true"
             )
+    return str(addresses[0])
+
+
+def check_webhook_url(url: str, *, allow_private: bool) -> None:
+    """Refuse non-http(s) URLs and, unless allowed, hosts with non-public addresses."""
+    resolve_webhook_url(url, allow_private=allow_private)
+
+
+def _pinned(url: str, address: str | None) -> tuple[str, dict[str, str], dict[str, object]]:
+    """The URL to request, extra headers and request extensions for ``address``."""
+    if address is None:
+        return url, {}, {}
+    parts = urlsplit(url)
+    name = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    host = f"[{address}]" if ":" in address else address
+    target = SplitResult(parts.scheme, f"{host}{port}", parts.path, parts.query, "")
+    extensions: dict[str, object] = {"sni_hostname": name} if parts.scheme == "https" else {}
+    return urlunsplit(target), {"Host": f"{name}{port}"}, extensions
+
+
+def _describe(exc: BaseException | None) -> str:
+    """A failure in words, without the URL (httpx puts it in its messages)."""
+    if isinstance(exc, httpx.HTTPStatusError):
+        return f"HTTP {exc.response.status_code}"
+    return type(exc).__name__ if exc is not None else "unknown error"
 
 
 def _worth_retrying(exc: BaseException) -> bool:
@@ -102,25 +178,32 @@ class WebhookSender:
         allow_private: bool = False,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
+        install_log_redaction()
         self._secret = secret
         self._timeout_s = timeout_s
         self._attempts = attempts
         self._allow_private = allow_private
         self._transport = transport
 
-    def _post(self, client: httpx.Client, url: str, body: bytes) -> None:
+    def _post(self, client: httpx.Client, url: str, body: bytes, address: str | None) -> None:
         timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/json",
-            TIMESTAMP_HEADER: str(timestamp),
-            SIGNATURE_HEADER: sign(self._secret.get_secret_value(), body, timestamp),
-        }
-        client.post(url, content=body, headers=headers).raise_for_status()
+        target, headers, extensions = _pinned(url, address)
+        headers.update(
+            {
+                "Content-Type": "application/json",
+                TIMESTAMP_HEADER: str(timestamp),
+                SIGNATURE_HEADER: sign(self._secret.get_secret_value(), body, timestamp),
+            }
+        )
+        request = client.build_request(
+            "POST", target, content=body, headers=headers, extensions=extensions
+        )
+        client.send(request).raise_for_status()
 
     def deliver(self, url: str, body: bytes) -> str:
         """POST ``body`` to ``url`` with bounded retries; returns the outcome in words."""
         try:
-            check_webhook_url(url, allow_private=self._allow_private)
+            address = resolve_webhook_url(url, allow_private=self._allow_private)
         except InputError as exc:
             return f"refused: {exc}"
         retrying = Retrying(
@@ -128,15 +211,22 @@ class WebhookSender:
             wait=wait_exponential(multiplier=0.2, max=5.0),
             retry=retry_if_exception(_worth_retrying),
         )
-        with httpx.Client(timeout=self._timeout_s, transport=self._transport) as client:
+        client = httpx.Client(
+            timeout=self._timeout_s,
+            transport=self._transport,
+            trust_env=False,
+            follow_redirects=False,
+        )
+        with client:
             try:
                 for attempt in retrying:
                     with attempt:
-                        self._post(client, url, body)
+                        self._post(client, url, body, address)
             except RetryError as exc:
-                return f"failed after {self._attempts} attempts: {exc.last_attempt.exception()}"
+                reason = _describe(exc.last_attempt.exception())
+                return f"failed after {self._attempts} attempts: {reason}"
             except httpx.HTTPError as exc:
-                return f"failed: {exc}"
+                return f"failed: {_describe(exc)}"
         return "delivered"
 
     def notifier(self, store: JobStore) -> Notify:
@@ -145,7 +235,7 @@ class WebhookSender:
             if not url:
                 return
             outcome = self.deliver(url, record.status().model_dump_json().encode())
-            log.info("job %s: webhook %s", record.id, outcome)
+            log.info("job %s: webhook to %s %s", record.id, redact_url(url), outcome)
             store.set_webhook(record.id, outcome)
 
         return notify
