@@ -2,7 +2,7 @@
 # Set up a fresh machine for ImageScope: a virtual environment in .venv with
 # the package installed (editable). `--dev` adds the test and lint tools;
 # `--services` also installs the Debian packages the tests use (redis-server,
-# chromium); the OpenSearch node is fetched from Maven Central by
+# chromium, npm) and axe-core from npm into .cache/npm; the OpenSearch node is fetched from Maven Central by
 # scripts/opensearch-node.sh. Downloads are cached (uv's cache, ~/.m2 and
 # .cache/), so a second run is quick.
 set -euo pipefail
@@ -32,6 +32,7 @@ if [ "$services" = 1 ]; then
   missing=()
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
+  command -v npm >/dev/null || missing+=(npm)
   for tool in curl unzip mvn java; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
@@ -43,5 +44,8 @@ if [ "$services" = 1 ]; then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
   fi
+  # axe-core for the page's accessibility checks (tests/e2e), in git-ignored .cache/.
+  [ -f .cache/npm/node_modules/axe-core/axe.min.js ] ||
+    npm install --silent --no-save --no-audit --no-fund --prefix .cache/npm axe-core@4 >/dev/null
   bash scripts/opensearch-node.sh fetch
 fi
