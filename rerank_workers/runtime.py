@@ -2,8 +2,8 @@
 
 ``get_runtime()`` builds it lazily on first use and caches it for the process
 (the Celery signals in ``rerank_workers.app`` call it early so the first job
-does not pay for model loading). Models come from ``Engine.from_settings``, so
-a worker runs exactly the backends the settings name.
+does not pay for model loading). Models come from ``imagescope.open`` (the one
+wiring, hook included), so a worker runs exactly the backends the settings name.
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ import socket
 import threading
 from dataclasses import dataclass
 
-from imagescope.engine import Engine
 from imagescope.jobs.celery_backend import records_url
-from imagescope.jobs.factory import job_components, webhook_sender, with_components_hook
+from imagescope.jobs.factory import webhook_sender
 from imagescope.jobs.redis_store import RedisJobStore
 from imagescope.jobs.runner import Notify
 from imagescope.pipeline.context import Components
 from imagescope.settings import Settings, get_settings
+from imagescope.wiring import job_components
+from imagescope.wiring import open as open_engine
 
 log = logging.getLogger(__name__)
 
@@ -46,18 +47,18 @@ def job_store(settings: Settings) -> RedisJobStore:
 
 
 def build_runtime(settings: Settings) -> WorkerRuntime:
-    """Loads the models (``Engine.from_settings``) and connects to the job store."""
-    engine = Engine.from_settings(settings)
+    """Loads the models (``imagescope.open``) and connects to the job store."""
+    engine = open_engine(settings)
     store = job_store(settings)
     sender = webhook_sender(settings.jobs)
     runtime = WorkerRuntime(
         settings=settings,
-        components=job_components(with_components_hook(engine.components, settings), settings),
+        components=job_components(engine, settings),
         store=store,
         notify=None if sender is None else sender.notifier(store),
         worker_name=f"{socket.gethostname()}:{os.getpid()}",
     )
-    log.info("worker %s loaded models: %s", runtime.worker_name, engine.components.model_ids())
+    log.info("worker %s loaded models: %s", runtime.worker_name, engine.model_ids())
     return runtime
 
 

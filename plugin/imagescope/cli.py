@@ -1,5 +1,8 @@
 """The ``imagescope`` command: ingest, search, demo, serve, eval.
 
+Arguments are checked before anything heavy is imported (torch, the models),
+so a mistake is answered at once; the engine comes from ``imagescope.wiring``.
+
 Settings come from the environment (``IMAGESCOPE_...``, see settings.py);
 a few common ones have flags. Errors print one line that says how to fix
 them and exit with status 2 (bad input) or 1 (a backend failed).
@@ -12,7 +15,7 @@ import logging
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -29,6 +32,9 @@ from imagescope.schemas import (
     TextQuery,
 )
 from imagescope.settings import Settings, get_settings
+
+if TYPE_CHECKING:
+    from imagescope.store.base import VectorStore
 
 app = typer.Typer(
     name="imagescope",
@@ -165,27 +171,51 @@ def print_result(result: SearchResult, *, limit: int) -> None:
 
 
 def parse_stages(stages: str) -> list[int]:
-    """``"1,2,3"`` -> [1, 2, 3]; a token that is not a number is an input error."""
+    """``"1,2,3"`` -> [1, 2, 3], checked (they must include 1 and be among 1, 2, 3)."""
+    from imagescope.engine import check_stages
+
     try:
-        return [int(s) for s in stages.split(",") if s.strip()]
+        numbers = [int(s) for s in stages.split(",") if s.strip()]
     except ValueError:
         raise InputError(f"--stages {stages!r}: write stage numbers like 1,2,3") from None
-
-
-def _settings() -> Settings:
     try:
-        return get_settings()
+        return check_stages(numbers)
+    except InputError as exc:
+        raise InputError(f"--stages {stages!r}: {exc}") from None
+
+
+def _settings(**overrides: Any) -> Settings:
+    try:
+        settings = get_settings()
+        if overrides:
+            from imagescope.wiring import with_overrides
+
+            settings = with_overrides(settings, **overrides)
+        return settings
     except ValueError as exc:
         raise InputError(f"invalid IMAGESCOPE_ settings: {exc}") from None
 
 
+def _open_store(settings: Settings) -> VectorStore:
+    """The configured store alone (no models): cheap, so arguments are checked first."""
+    from imagescope.store.factory import build_store
+
+    return build_store(settings.store)
+
+
+def check_against_catalog(query: Query, store: VectorStore) -> None:
+    """Filter fields and a reference id must exist in the catalog (checked before models load)."""
+    from imagescope.errors import UnknownIdError
+    from imagescope.store.base import validate_filters
+
+    if query.filters:
+        validate_filters(query.filters, store.metadata_fields())
+    if isinstance(query, ComposedQuery) and query.reference.id is not None:
+        if not store.get([query.reference.id]):
+            raise UnknownIdError("image", query.reference.id)
+
+
 # --------------------------------------------------------------------------- commands
-
-
-def _engine(settings: Settings) -> Any:
-    from imagescope.engine import Engine
-
-    return Engine.from_settings(settings)
 
 
 @app.command()
@@ -208,15 +238,21 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
 ) -> None:
     """Search the catalog by text, by a reference image plus an edit, or by a dialog."""
+    from imagescope.wiring import open as open_engine
+
     query = build_query(
         text, ref=ref, edit=edit, dialog=dialog, filters=parse_filters(filter_ or [])
     )
     wanted = parse_stages(stages)
-    engine = _engine(_settings())
+    settings = _settings()
+    store = _open_store(settings)
     try:
-        result = engine.search(query, stages=wanted, limit=max(limit, engine.pipeline.top_k))
-    finally:
-        engine.close()
+        check_against_catalog(query, store)
+    except BaseException:
+        store.close()
+        raise
+    with open_engine(settings, store=store) as engine:
+        result = engine.search(query, stages=wanted)
     if as_json:
         console.print_json(result.model_dump_json())
     else:
@@ -230,30 +266,20 @@ def ingest(
     batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
 ) -> None:
     """Caption (when a captioner is configured), embed and store a catalog. Idempotent."""
-    from imagescope.ingest.runner import ingest as run_ingest
     from imagescope.ingest.sources import read_folder, read_table
+    from imagescope.wiring import open as open_engine
 
     settings = _settings()
     if not source.exists():
         raise InputError(f"{source} does not exist: give a folder of images or a CSV/JSONL file")
     items = read_folder(source) if source.is_dir() else read_table(source)
-    engine = _engine(settings)
     roots = [
         *settings.images.allowed_roots,
         source.resolve() if source.is_dir() else source.resolve().parent,
     ]
     limits = settings.images.model_copy(update={"allowed_roots": roots})
-    try:
-        report = run_ingest(
-            items,
-            store=engine.components.store,
-            embedder=engine.components.embedder,
-            captioner=engine.components.captioner,
-            limits=limits,
-            batch_size=batch_size,
-        )
-    finally:
-        engine.close()
+    with open_engine(settings) as engine:
+        report = engine.ingest(items, limits=limits, batch_size=batch_size)
     console.print(f"ingested {report.ok} image(s), {len(report.failed)} failed")
     for image_id, reason in list(report.failed.items())[:20]:
         err_console.print(f"[red]failed[/] {image_id}: {reason}")
@@ -261,18 +287,34 @@ def ingest(
         raise typer.Exit(1)
 
 
+def check_port_free(host: str, port: int) -> None:
+    """``InputError`` when ``host:port`` cannot be bound (in use, or not an address here)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            raise InputError(
+                f"cannot listen on {host}:{port} ({exc.strerror or exc}); stop what uses it "
+                "or pick another with --port"
+            ) from None
+
+
 @app.command()
 @friendly_errors
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
-    port: Annotated[int | None, typer.Option(help="Port.")] = None,
+    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (1-65535).")] = None,
 ) -> None:
     """Run the HTTP API (and the search page) with uvicorn."""
+    overrides = {f"api__{k}": v for k, v in (("host", host), ("port", port)) if v is not None}
+    settings = _settings(**overrides)
+    check_port_free(settings.api.host, settings.api.port)
     from imagescope.api import serve as run_server
 
-    settings = _settings()
-    updates = {k: v for k, v in (("host", host), ("port", port)) if v is not None}
-    settings = settings.model_copy(update={"api": settings.api.model_copy(update=updates)})
     run_server(settings)
 
 
@@ -284,11 +326,16 @@ def demo(
     stages: Annotated[str, typer.Option(help="Stages to run, e.g. 1 or 1,2,3.")] = "1,2,3",
 ) -> None:
     """Draw a catalog, index it in the embedded store, run one query of each kind. Offline."""
+    wanted = parse_stages(stages)
+    settings = _settings()
     from imagescope.demo import print_demo, run_demo
 
-    wanted = parse_stages(stages)
-    chosen, outcomes = run_demo(_settings(), n=size, seed=seed, stages=wanted)
+    chosen, outcomes = run_demo(settings, n=size, seed=seed, stages=wanted)
     print_demo(console, chosen, outcomes)
+
+
+def _eval_options(**given: Any) -> dict[str, Any]:
+    return {name: value for name, value in given.items() if value is not None}
 
 
 @app.command(name="eval")
@@ -303,66 +350,47 @@ def eval_(
     stages: Annotated[str, typer.Option(help="Stages to score, e.g. 1 or 1,2,3.")] = "1,2,3",
     out: Annotated[Path | None, typer.Option(help="Output folder (resumable).")] = None,
     max_queries: Annotated[int | None, typer.Option(min=1, help="Only the first N.")] = None,
-    size: Annotated[int, typer.Option(min=10, help="synthetic: catalog size.")] = 2000,
+    size: Annotated[int | None, typer.Option(min=10, help="synthetic: catalog size.")] = None,
     queries_per_kind: Annotated[
-        int, typer.Option(min=1, help="synthetic: queries per kind.")
-    ] = 100,
+        int | None, typer.Option(min=1, help="synthetic: queries per kind.")
+    ] = None,
     fresh: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
 ) -> None:
     """Run a benchmark through the pipeline and print its official metrics per stage."""
-    from imagescope.engine import Engine, check_stages
-    from imagescope.eval.datasets import load_benchmark
-    from imagescope.eval.harness import eval_store, index_gallery, run_eval
-    from imagescope.models.factory import build_embedder
-
+    wanted = parse_stages(stages)
     settings = _settings()
-    wanted = check_stages(parse_stages(stages))
-    options: dict[str, Any] = {} if split is None else {"split": split}
-    if dataset.lower() == "synthetic":
-        options.update(n=size, n_per_kind=queries_per_kind)
-    elif image_root is not None:
-        options["image_root"] = image_root
-    benchmark = load_benchmark(dataset, data, **options)
-    if benchmark.name == "synthetic":
-        # The synthetic catalog has a model of its own when no CLIP weights are here.
-        from imagescope.demo import choose_embedder
+    from imagescope.eval.datasets import load_benchmark
+    from imagescope.eval.harness import evaluate
 
-        chosen = choose_embedder(settings)
-        console.print(f"embedder: {chosen.embedder.model_id} - {chosen.why}")
-        embedder = chosen.embedder
-    else:
-        embedder = build_embedder(settings.models.embedder)
-    roots = [*settings.images.allowed_roots, data.resolve()]
-    roots += [image_root.resolve()] if image_root else []
-    limits = settings.images.model_copy(update={"allowed_roots": roots})
-    store = eval_store(settings, benchmark, embedder)
-    engine = Engine.from_settings(settings, embedder=embedder, store=store, limits=limits)
-    out_dir = out or settings.data_dir / "runs" / f"{benchmark.name}-{benchmark.split}"
-    try:
-        index_gallery(benchmark, engine, limits=limits)
-        result = run_eval(
-            benchmark,
-            engine,
-            stages=wanted,
-            out_dir=out_dir,
-            max_queries=max_queries,
-            resume=not fresh,
-        )
-    finally:
-        engine.close()
-    table = Table(title=f"{benchmark.name} {benchmark.split} ({len(benchmark.queries)} queries)")
-    table.add_column("metric")
-    for stage_set in result.metrics:
-        table.add_column(f"stages {stage_set}", justify="right")
-    names = dict.fromkeys(m for metrics in result.metrics.values() for m in metrics)
-    for name in names:
-        row = [
-            f"{metrics[name]:.2f}" if name in metrics else "-"
-            for metrics in result.metrics.values()
-        ]
-        table.add_row(name, *row)
-    console.print(table)
+    options = _eval_options(split=split, image_root=image_root, n=size, n_per_kind=queries_per_kind)
+    benchmark = load_benchmark(dataset, data, **options)
+    roots = [data.resolve(), *([image_root.resolve()] if image_root else [])]
+    result = evaluate(
+        benchmark,
+        settings,
+        stages=wanted,
+        image_roots=roots,
+        out_dir=out,
+        max_queries=max_queries,
+        resume=not fresh,
+        say=console.print,
+    )
+    _print_metrics(benchmark.name, benchmark.split, len(benchmark.queries), result.metrics)
     console.print(f"metrics and rankings in {result.out_dir}")
     for stage_set, paths in result.submissions.items():
         for path in paths:
             console.print(f"submission ({stage_set}): {path}")
+
+
+def _print_metrics(
+    name: str, split: str, n_queries: int, metrics: dict[str, dict[str, float]]
+) -> None:
+    table = Table(title=f"{name} {split} ({n_queries} queries)")
+    table.add_column("metric")
+    for stage_set in metrics:
+        table.add_column(f"stages {stage_set}", justify="right")
+    names = dict.fromkeys(m for values in metrics.values() for m in values)
+    for metric in names:
+        row = [f"{values[metric]:.2f}" if metric in values else "-" for values in metrics.values()]
+        table.add_row(metric, *row)
+    console.print(table)

@@ -1,39 +1,32 @@
 """``imagescope demo``: the main job on the embedded default, offline.
 
 Draws a synthetic catalog (shapes with colour, count, pattern, position),
-ingests it into the embedded store, and runs one text, one composed and one
-dialog query through the configured stages, showing where the exact ground
-truth lands before and after reranking.
+indexes it in the embedded store (``imagescope.open(catalog="synthetic")``'s
+path), and runs one text, one composed and one dialog query through the
+configured stages, showing where the exact ground truth lands before and after
+reranking.
 
-Embedder choice, best first: the configured embedder when its weights are
-available locally (no download is attempted); the shipped ImageScope-Synth
-CLIP trained on synthetic catalogs; a tiny random-weight CLIP, in which case
-the output says the results are not meaningful.
+The embedder is the one the settings name when they name one
+(``IMAGESCOPE_MODELS__EMBEDDER__...``), else the bundled ImageScope-Synth CLIP
+trained on synthetic catalogs (``bundled:synthetic``; no download).
 """
 
 from __future__ import annotations
 
 import logging
-import os
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
 from imagescope.engine import Engine, check_stages
-from imagescope.errors import ConfigError
-from imagescope.eval.harness import slug
-from imagescope.eval.metrics import first_rank
-from imagescope.ingest.runner import ingest
-from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
-from imagescope.models.factory import build_embedder
 from imagescope.schemas import SearchResult
-from imagescope.settings import EmbeddedStoreSettings, Settings
-from imagescope.store.embedded import EmbeddedStore
-from imagescope.synthetic.catalog import make_catalog, write_catalog
+from imagescope.settings import Settings
+from imagescope.synthetic.catalog import make_catalog
 from imagescope.synthetic.queries import SyntheticQuery, make_queries
+from imagescope.wiring import load_embedder, open_synthetic, with_embedder_model
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +35,7 @@ log = logging.getLogger(__name__)
 class DemoEmbedder:
     embedder: Embedder
     why: str
-    meaningful: bool
+    meaningful: bool = True
 
 
 @dataclass
@@ -56,61 +49,31 @@ class DemoOutcome:
 
 
 def choose_embedder(settings: Settings) -> DemoEmbedder:
-    """The best embedder that runs here without downloading anything."""
-    from imagescope.synthetic.train import load_synth_embedder, synth_checkpoint
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    """The configured embedder when the settings name one, else the bundled model."""
     configured = settings.models.embedder
-    if configured.kind != "fake":
-        try:
-            embedder = build_embedder(configured)
-            return DemoEmbedder(embedder, "configured weights found locally", True)
-        except ConfigError as exc:
-            log.info("configured embedder unavailable offline: %s", exc)
-    try:
-        checkpoint = synth_checkpoint(settings.data_dir / "synthetic", progress=True)
-        return DemoEmbedder(
-            load_synth_embedder(checkpoint),
-            "no pretrained CLIP weights here; using the small CLIP trained on synthetic "
-            "catalogs (meaningful for this catalog only)",
-            True,
-        )
-    except ConfigError as exc:
-        log.warning("synthetic CLIP unavailable: %s", exc)
-    from imagescope.models.tiny import tiny_open_clip_embedder
-
+    if configured.model_fields_set & {"kind", "model", "pretrained"}:
+        return DemoEmbedder(load_embedder(settings), "the configured embedder")
     return DemoEmbedder(
-        tiny_open_clip_embedder(settings.data_dir / "tiny-model"),
-        "RANDOM-WEIGHT test-size CLIP: the results below are NOT meaningful",
-        False,
+        load_embedder(with_embedder_model(settings, "bundled:synthetic")),
+        "the bundled CLIP trained on synthetic catalogs (meaningful for this catalog only)",
     )
 
 
-def prepare_engine(
-    settings: Settings, chosen: DemoEmbedder, *, root: Path, n: int, seed: int
-) -> Engine:
-    """Catalog drawn once, ingested (idempotent) into an index per embedder."""
-    catalog_dir = root / f"catalog-{n}-{seed}"
-    csv_path = catalog_dir / "catalog.csv"
-    if not csv_path.is_file():
-        write_catalog(catalog_dir, n=n, seed=seed)
-    store = EmbeddedStore(
-        EmbeddedStoreSettings(
-            path=root / "index" / slug(chosen.embedder.model_id) / catalog_dir.name
-        )
+def first_hit(ranking: Sequence[str], truth: Collection[str]) -> int | None:
+    """1-based rank of the first id in ``truth``; None when none is ranked."""
+    return next((rank for rank, i in enumerate(ranking, start=1) if i in truth), None)
+
+
+def _outcome(engine: Engine, query: SyntheticQuery, stages: list[int]) -> DemoOutcome:
+    result = engine.search(query.query, stages=stages)
+    truth = set(query.ground_truth)
+    stage1_order = sorted(result.candidates, key=lambda c: c.stage1_rank)
+    return DemoOutcome(
+        query=query,
+        result=result,
+        first_hit_stage1=first_hit([c.id for c in stage1_order], truth),
+        first_hit_final=first_hit([c.id for c in result.candidates], truth),
     )
-    store.ensure(chosen.embedder.dim)
-    limits = settings.images.model_copy(update={"allowed_roots": [catalog_dir]})
-    report = ingest(
-        read_table(csv_path),
-        store=store,
-        embedder=chosen.embedder,
-        limits=limits,
-        skip_existing=True,
-        progress=True,
-    )
-    report.raise_for_failures()
-    return Engine.from_settings(settings, embedder=chosen.embedder, store=store, limits=limits)
 
 
 def run_demo(
@@ -118,24 +81,11 @@ def run_demo(
 ) -> tuple[DemoEmbedder, list[DemoOutcome]]:
     wanted = check_stages(stages or [1, 2, 3])
     chosen = choose_embedder(settings)
-    engine = prepare_engine(settings, chosen, root=settings.data_dir / "demo", n=n, seed=seed)
-    catalog = make_catalog(n, seed=seed)
-    outcomes = []
-    try:
-        for query in make_queries(catalog, n_per_kind=1, seed=seed):
-            result = engine.search(query.query, stages=wanted)
-            truth = set(query.ground_truth)
-            stage1_order = sorted(result.candidates, key=lambda c: c.stage1_rank)
-            outcomes.append(
-                DemoOutcome(
-                    query=query,
-                    result=result,
-                    first_hit_stage1=first_rank([c.id for c in stage1_order], truth),
-                    first_hit_final=first_rank([c.id for c in result.candidates], truth),
-                )
-            )
-    finally:
-        engine.close()
+    with open_synthetic(
+        settings, embedder=chosen.embedder, n=n, seed=seed, progress=True
+    ) as engine:
+        queries = make_queries(make_catalog(n, seed=seed), n_per_kind=1, seed=seed)
+        outcomes = [_outcome(engine, query, wanted) for query in queries]
     return chosen, outcomes
 
 

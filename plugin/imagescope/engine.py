@@ -1,86 +1,101 @@
 """The engine: one object that runs the ImageScope method over configured backends.
 
-``Engine.search`` runs stage 1 and, inline, the requested later stages; the
-job layer (``imagescope.jobs``) runs stages 2-3 asynchronously through
-``rerank_request`` + ``pipeline.rerank.rerank``.
+Build one with :func:`imagescope.open` (``imagescope.wiring``), the only place
+that assembles the backends from settings. Everything outside the engine (the
+API, the CLI, eval, the demo) calls its methods; nothing else reaches into its
+components. ``Engine.search`` runs stage 1 and, inline, the requested later
+stages; the job layer (``imagescope.jobs``) runs stages 2-3 asynchronously
+from the ``RerankRequest`` that :meth:`Engine.rerank_request` builds.
+
+An engine is a context manager: ``with imagescope.open() as engine: ...``
+closes its store on exit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+import numpy as np
 
 from imagescope.errors import InputError
-from imagescope.models.base import Embedder
-from imagescope.models.factory import (
-    build_captioner,
-    build_embedder,
-    build_evaluator,
-    build_reasoner,
-    build_verifier,
-)
-from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImageSource
+from imagescope.pipeline.context import Components
+from imagescope.pipeline.fusion import ScoredHit, fused_search
 from imagescope.pipeline.rerank import rerank
-from imagescope.pipeline.stage1 import RetrievalParams, run_stage1
-from imagescope.schemas import Query, RerankRequest, SearchResult
-from imagescope.settings import ImageLimits, PipelineSettings, Settings
-from imagescope.store.base import VectorStore
-from imagescope.store.factory import build_store
+from imagescope.pipeline.stage1 import run_stage1
+from imagescope.schemas import Query, RerankRequest, SearchResult, TextQuery
+from imagescope.settings import ImageLimits, PipelineSettings
+
+if TYPE_CHECKING:
+    from PIL.Image import Image
+
+    from imagescope.ingest.runner import IngestReport
+    from imagescope.ingest.sources import IngestItem
+
+STAGES = (1, 2, 3)
 
 
 def check_stages(stages: Sequence[int]) -> list[int]:
+    """The requested stages, sorted; they must include 1 and be among 1, 2, 3."""
     wanted = sorted(set(stages))
-    if not wanted or any(s not in (1, 2, 3) for s in wanted) or wanted[0] != 1:
+    if not wanted or any(s not in STAGES for s in wanted) or wanted[0] != 1:
         raise InputError(f"stages must include 1 and be among 1, 2, 3; got {list(stages)}")
     return wanted
 
 
+def check_rerank_stages(stages: Sequence[int]) -> list[int]:
+    """The later stages of a rerank job: 2 and/or 3 (a 1 among them is ignored)."""
+    wanted = sorted({s for s in stages if s != 1})
+    if not wanted or any(s not in (2, 3) for s in wanted):
+        raise InputError(f"a rerank job runs stages 2 and/or 3; got {list(stages)}")
+    return wanted
+
+
+def as_query(query: Query | str) -> Query:
+    """A plain string is a text query."""
+    return TextQuery(text=query) if isinstance(query, str) else query
+
+
 class Engine:
+    """The method over one set of components and one ``PipelineSettings``."""
+
     def __init__(self, components: Components, pipeline: PipelineSettings) -> None:
         self.components = components
         self.pipeline = pipeline
 
-    @classmethod
-    def from_settings(
-        cls,
-        settings: Settings,
-        *,
-        embedder: Embedder | None = None,
-        store: VectorStore | None = None,
-        limits: ImageLimits | None = None,
-    ) -> Engine:
-        """Builds the configured backends; ``embedder``/``store``/``limits`` override them.
+    # ------------------------------------------------------------------ lifecycle
 
-        The store is created or validated against the embedder's dimension
-        (``DimensionMismatchError`` when they disagree).
-        """
-        embedder = embedder or build_embedder(settings.models.embedder)
-        store = store or build_store(settings.store)
-        store.ensure(embedder.dim)
-        models = settings.models
-        components = Components(
-            embedder=embedder,
-            store=store,
-            reasoner=build_reasoner(models.reasoner),
-            images=StoreImageSource(store, limits or settings.images),
-            verifier=build_verifier(models.verifier, embedder),
-            evaluator=build_evaluator(models.evaluator, embedder),
-            captioner=build_captioner(models.captioner),
-            cache=MemoryAnswerCache(),
-        )
-        return cls(components, settings.pipeline)
+    def __enter__(self) -> Engine:
+        return self
 
-    def retrieval_params(self, *, limit: int | None = None) -> RetrievalParams:
-        p = self.pipeline
-        return RetrievalParams(
-            tau=p.tau, limit=limit or p.limit, num_candidates=max(p.num_candidates, p.top_k)
-        )
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
 
-    def stage1(self, query: Query, *, limit: int | None = None) -> SearchResult:
-        return run_stage1(self.components, query, params=self.retrieval_params(limit=limit))
+    def close(self) -> None:
+        self.components.store.close()
+
+    # ------------------------------------------------------------------ search
+
+    def request_settings(
+        self, *, limit: int | None = None, top_k: int | None = None, alpha: int | None = None
+    ) -> PipelineSettings:
+        """The pipeline settings with one request's overrides (``InputError`` if they clash)."""
+        return self.pipeline.for_request(limit=limit, top_k=top_k, alpha=alpha)
+
+    def stage1(self, query: Query | str, *, limit: int | None = None) -> SearchResult:
+        """Stage 1 (reasoning + fused k-NN): the first ``limit`` candidates."""
+        params = self.request_settings(limit=limit)
+        return run_stage1(self.components, as_query(query), params=params)
 
     def rerank_request(
         self,
-        query: Query,
+        query: Query | str,
         stage1: SearchResult,
         *,
         stages: Sequence[int] = (2, 3),
@@ -88,32 +103,109 @@ class Engine:
         alpha: int | None = None,
         webhook_url: str | None = None,
     ) -> RerankRequest:
+        """What a rerank job needs; ``top_k``/``alpha`` default to the settings.
+
+        Raises ``InputError`` when ``alpha`` exceeds ``top_k`` or a stage is not 2/3.
+        """
+        knobs = self.request_settings(top_k=top_k, alpha=alpha)
         return RerankRequest(
-            query=query,
+            query=as_query(query),
             stage1=stage1,
-            stages=[s for s in stages if s in (2, 3)],
-            top_k=top_k or self.pipeline.top_k,
-            alpha=self.pipeline.alpha if alpha is None else alpha,
-            early_exit=self.pipeline.early_exit,
+            stages=check_rerank_stages(stages),
+            top_k=knobs.top_k,
+            alpha=knobs.alpha,
+            early_exit=knobs.early_exit,
             webhook_url=webhook_url,
         )
 
+    def rerank(self, request: RerankRequest) -> SearchResult:
+        """Stages 2-3 of ``request`` inline, in this process."""
+        return rerank(self.components, request)
+
     def search(
         self,
-        query: Query,
+        query: Query | str,
         *,
-        stages: Sequence[int] = (1, 2, 3),
+        stages: Sequence[int] = STAGES,
         limit: int | None = None,
         top_k: int | None = None,
         alpha: int | None = None,
     ) -> SearchResult:
-        """All requested stages inline, in this process."""
+        """All requested stages inline, in this process (a string is a text query)."""
         wanted = check_stages(stages)
+        self.request_settings(limit=limit, top_k=top_k, alpha=alpha)
         first = self.stage1(query, limit=limit)
         if wanted == [1]:
             return first
         request = self.rerank_request(query, first, stages=wanted, top_k=top_k, alpha=alpha)
-        return rerank(self.components, request)
+        return self.rerank(request)
 
-    def close(self) -> None:
-        self.components.store.close()
+    def staged(self, query: Query | str, *, stages: Sequence[int] = STAGES) -> list[SearchResult]:
+        """Stage 1, then each requested later stage on the previous stage's result.
+
+        One pass gives the ranking after each stage (eval scores them all);
+        stage 3 on the stage-2 result is exactly what a [2, 3] rerank does.
+        """
+        wanted = check_stages(stages)
+        results = [self.stage1(query)]
+        for stage in wanted[1:]:
+            request = self.rerank_request(query, results[-1], stages=[stage])
+            results.append(self.rerank(request))
+        return results
+
+    # ------------------------------------------------------------------ catalog
+
+    def rank_catalog(self, text: str, *, depth: int) -> list[ScoredHit]:
+        """Catalog images by the fused stage-1 score for ``text`` taken literally.
+
+        No reasoner call: the text is the only description. An empty text gives
+        a stable, arbitrary order (used to browse and to sample the catalog).
+        """
+        vectors = self.components.embedder.embed_texts([text])
+        return fused_search(
+            self.components.store,
+            np.asarray(vectors, dtype=np.float32),
+            limit=depth,
+            tau=self.pipeline.tau,
+            num_candidates=max(depth, self.pipeline.num_candidates),
+        )
+
+    def count(self) -> int:
+        """Images in the catalog."""
+        return self.components.store.count()
+
+    def metadata_fields(self) -> set[str]:
+        """The metadata fields filters may use."""
+        return self.components.store.metadata_fields()
+
+    def image(self, image_id: str) -> Image:
+        """A catalog image (``UnknownIdError`` for an id not in the catalog)."""
+        return self.components.images.by_id(image_id)
+
+    def model_ids(self) -> dict[str, str]:
+        """Role -> model id of every configured model."""
+        return self.components.model_ids()
+
+    def ingest(
+        self,
+        items: Iterable[IngestItem],
+        *,
+        limits: ImageLimits,
+        batch_size: int = 32,
+        skip_existing: bool = False,
+        progress: bool = True,
+    ) -> IngestReport:
+        """Caption (when a captioner is set), embed and store ``items``; see ``ingest.runner``."""
+        from imagescope.ingest.runner import ingest
+
+        c = self.components
+        return ingest(
+            items,
+            store=c.store,
+            embedder=c.embedder,
+            captioner=c.captioner,
+            limits=limits,
+            batch_size=batch_size,
+            skip_existing=skip_existing,
+            progress=progress,
+        )

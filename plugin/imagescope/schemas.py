@@ -206,10 +206,17 @@ class RerankRequest(BaseModel):
     query: Query
     stage1: SearchResult
     stages: list[int] = Field(default_factory=lambda: [2, 3])
-    top_k: int = Field(default=20, ge=1)
-    alpha: int = Field(default=3, ge=0)
+    #: The knobs come from ``PipelineSettings`` (``Engine.rerank_request`` fills them).
+    top_k: int = Field(ge=1)
+    alpha: int = Field(ge=0)
     early_exit: bool = True
     webhook_url: str | None = None
+
+    @model_validator(mode="after")
+    def _alpha_within_top_k(self) -> RerankRequest:
+        if self.alpha > self.top_k:
+            raise ValueError(f"alpha ({self.alpha}) must not exceed top_k ({self.top_k})")
+        return self
 
 
 class JobStatus(BaseModel):

@@ -141,7 +141,13 @@ class StoreSettings(BaseModel):
 
 
 class PipelineSettings(BaseModel):
-    """The method's knobs (defaults are the paper's)."""
+    """The method's knobs (defaults are the paper's); the one place they are defined.
+
+    Stage 1 reads ``tau``, ``limit``, ``num_candidates``, ``num_descriptions`` and
+    ``exclude_reference``; stages 2-3 read ``top_k``, ``alpha`` and ``early_exit``.
+    A request may override ``limit``, ``top_k`` and ``alpha``
+    (:meth:`PipelineSettings.for_request` checks them together).
+    """
 
     tau: float = Field(default=0.15, ge=0.0, le=1.0)
     top_k: int = Field(default=20, ge=1)
@@ -150,7 +156,46 @@ class PipelineSettings(BaseModel):
     limit: int = Field(default=100, ge=1)
     #: ANN candidates fetched per description and field before exact fusion.
     num_candidates: int = Field(default=200, ge=1)
+    #: Target descriptions the reasoner writes per query (stage 1a).
+    num_descriptions: int = Field(default=3, ge=1)
+    #: A composed query's reference image never ranks among its own results.
+    exclude_reference: bool = True
     early_exit: bool = True
+
+    @model_validator(mode="after")
+    def _alpha_within_top_k(self) -> PipelineSettings:
+        if self.alpha > self.top_k:
+            raise ValueError(
+                f"alpha ({self.alpha}) must not exceed top_k ({self.top_k}): stage 3 "
+                "evaluates the best alpha of the top_k verified candidates"
+            )
+        return self
+
+    def for_request(
+        self, *, limit: int | None = None, top_k: int | None = None, alpha: int | None = None
+    ) -> PipelineSettings:
+        """These settings with one request's overrides, validated together.
+
+        Raises ``InputError`` (HTTP 400 / CLI exit 2) when they do not fit, e.g.
+        ``alpha`` above ``top_k``.
+        """
+        updates = {
+            name: value
+            for name, value in (("limit", limit), ("top_k", top_k), ("alpha", alpha))
+            if value is not None
+        }
+        if not updates:
+            return self
+        try:
+            return PipelineSettings.model_validate({**self.model_dump(), **updates})
+        except ValueError as exc:
+            from imagescope.errors import InputError
+
+            reasons = "; ".join(
+                str(e["msg"]).removeprefix("Value error, ")
+                for e in getattr(exc, "errors", lambda: [])()
+            )
+            raise InputError(f"bad search settings: {reasons or exc}") from None
 
 
 class ImageLimits(BaseModel):
@@ -258,9 +303,11 @@ class Settings(BaseSettings):
     limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @model_validator(mode="after")
-    def _alpha_within_top_k(self) -> Settings:
-        if self.pipeline.alpha > self.pipeline.top_k:
-            raise ValueError("pipeline.alpha must not exceed pipeline.top_k")
+    def _paths_follow_data_dir(self) -> Settings:
+        """Paths left unset live under ``data_dir`` (``IMAGESCOPE_DATA_DIR``)."""
+        embedded = self.store.embedded
+        if "path" not in embedded.model_fields_set:
+            embedded.path = self.data_dir / "catalog"
         return self
 
 

@@ -22,8 +22,9 @@ from imagescope.models.base import Verifier, VerifyItem
 from imagescope.models.fakes import TEXT_KEY, FakeEmbedder
 from imagescope.pipeline.context import Components, MemoryImageSource
 from imagescope.pipeline.rerank import rerank
-from imagescope.pipeline.stage1 import RetrievalParams, run_stage1
+from imagescope.pipeline.stage1 import run_stage1
 from imagescope.schemas import Answer, JobState, RerankRequest, TextQuery
+from imagescope.settings import PipelineSettings
 from imagescope.store.base import CatalogRecord
 from imagescope.store.memory import MemoryStore
 
@@ -82,7 +83,7 @@ def make_components(**overrides: object) -> Components:
 
 def make_request(components: Components, text: str = "a red dress", **kw: object) -> RerankRequest:
     query = TextQuery(text=text)
-    stage1 = run_stage1(components, query, params=RetrievalParams(limit=10))
+    stage1 = run_stage1(components, query, params=PipelineSettings(limit=10))
     return RerankRequest(query=query, stage1=stage1, top_k=6, alpha=2, **kw)  # type: ignore[arg-type]
 
 

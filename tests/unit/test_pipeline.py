@@ -17,7 +17,7 @@ from imagescope.models.fakes import (
 from imagescope.pipeline.context import Components, MemoryAnswerCache, MemoryImageSource
 from imagescope.pipeline.fusion import fuse_scores, fused_search
 from imagescope.pipeline.rerank import rerank
-from imagescope.pipeline.stage1 import RetrievalParams, run_stage1
+from imagescope.pipeline.stage1 import run_stage1
 from imagescope.pipeline.stage2 import rank_by_satisfied
 from imagescope.pipeline.stage3 import evaluate_top
 from imagescope.schemas import (
@@ -32,6 +32,7 @@ from imagescope.schemas import (
     TextQuery,
     Trace,
 )
+from imagescope.settings import PipelineSettings
 from imagescope.store.base import CatalogRecord
 from imagescope.store.memory import MemoryStore
 
@@ -119,14 +120,14 @@ def test_tau_zero_is_plain_clip_and_tau_one_is_caption_only() -> None:
 
 def test_stage1_ranks_by_fused_score_and_applies_filters_inside_search() -> None:
     comps = make_components()
-    result = run_stage1(comps, TextQuery(text="red dress"), params=RetrievalParams(limit=5))
+    result = run_stage1(comps, TextQuery(text="red dress"), params=PipelineSettings(limit=5))
     ids = [c.id for c in result.candidates]
     assert set(ids[:2]) == {"a", "e"}
     assert [c.stage1_rank for c in result.candidates] == list(range(1, len(ids) + 1))
     filtered = run_stage1(
         comps,
         TextQuery(text="red dress", filters={"colour": "blue"}),
-        params=RetrievalParams(limit=5),
+        params=PipelineSettings(limit=5),
     )
     assert [c.id for c in filtered.candidates] == ["b"]
     assert result.trace.timings["retrieve"] >= 0
@@ -136,7 +137,7 @@ def test_stage1_ranks_by_fused_score_and_applies_filters_inside_search() -> None
 def test_reasoner_failure_falls_back_to_instruction_plus_reference_caption() -> None:
     comps = make_components(reasoner=FakeReasoner(fail_with=ModelOutputError("not json")))
     query = ComposedQuery(reference=ImageRef(id="b"), instruction="make it red")
-    result = run_stage1(comps, query, params=RetrievalParams(limit=3))
+    result = run_stage1(comps, query, params=PipelineSettings(limit=3))
     assert result.trace.intent_fallback is True
     assert result.trace.descriptions == ["a blue dress with short sleeves, make it red"]
     assert any("fallback" in n for n in result.trace.notes)
@@ -146,10 +147,10 @@ def test_reasoner_failure_falls_back_to_instruction_plus_reference_caption() -> 
 def test_empty_query_and_unknown_reference_are_clear_errors() -> None:
     comps = make_components()
     with pytest.raises(EmptyQueryError):
-        run_stage1(comps, DialogQuery(caption=" . "), params=RetrievalParams())
+        run_stage1(comps, DialogQuery(caption=" . "), params=PipelineSettings())
     query = ComposedQuery(reference=ImageRef(id="nope"), instruction="make it red")
     with pytest.raises(UnknownIdError):
-        run_stage1(comps, query, params=RetrievalParams())
+        run_stage1(comps, query, params=PipelineSettings())
 
 
 def test_dialog_turns_refine_the_previous_rounds_description() -> None:
@@ -162,7 +163,7 @@ def test_dialog_turns_refine_the_previous_rounds_description() -> None:
             DialogTurn(question="sleeves?", answer="long"),
         ],
     )
-    result = run_stage1(comps, query, params=RetrievalParams(limit=3))
+    result = run_stage1(comps, query, params=PipelineSettings(limit=3))
     assert reasoner.intent_calls == [
         ("a dress", None),
         ("what colour? red", "a dress"),
@@ -181,8 +182,9 @@ def test_rank_by_satisfied_is_stable_on_ties() -> None:
 
 
 def _rerank_request(comps: Components, query: TextQuery, **kw: object) -> RerankRequest:
-    stage1 = run_stage1(comps, query, params=RetrievalParams(limit=5))
-    return RerankRequest(query=query, stage1=stage1, **kw)  # type: ignore[arg-type]
+    stage1 = run_stage1(comps, query, params=PipelineSettings(limit=5))
+    knobs: dict[str, object] = {"top_k": 20, "alpha": 3, **kw}
+    return RerankRequest(query=query, stage1=stage1, **knobs)  # type: ignore[arg-type]
 
 
 def test_stage2_reorders_top_k_only_and_merges_back_the_rest() -> None:

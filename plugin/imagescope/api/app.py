@@ -87,20 +87,17 @@ def create_app(engine: Engine, jobs: JobBackend, settings: Settings) -> FastAPI:
 
 
 def serve(settings: Settings) -> None:
-    """Builds the engine and the job backend from ``settings`` and runs uvicorn."""
+    """Opens the engine and the job backend (``imagescope.wiring``) and runs uvicorn."""
     import uvicorn
 
-    from imagescope.jobs.factory import build_job_backend, job_components, with_components_hook
+    from imagescope.wiring import open as open_engine
+    from imagescope.wiring import open_jobs
 
-    engine = Engine.from_settings(settings)
-    engine.components = with_components_hook(engine.components, settings)
-    in_process = settings.jobs.broker_url is None
-    components = job_components(engine.components, settings) if in_process else engine.components
-    jobs = build_job_backend(settings, components)
-    try:
-        app = create_app(engine, jobs, settings)
-        log.info("serving on http://%s:%d", settings.api.host, settings.api.port)
-        uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
-    finally:
-        jobs.close()
-        engine.close()
+    with open_engine(settings) as engine:
+        jobs = open_jobs(engine, settings)
+        try:
+            app = create_app(engine, jobs, settings)
+            log.info("serving on http://%s:%d", settings.api.host, settings.api.port)
+            uvicorn.run(app, host=settings.api.host, port=settings.api.port, log_level="info")
+        finally:
+            jobs.close()

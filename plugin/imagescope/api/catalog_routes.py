@@ -14,7 +14,8 @@
     arbitrary order. The store interface has no id scan, so paging stops at
     ``MAX_BROWSE_DEPTH`` images; ``q`` reaches any image.
 
-Both read the engine's embedder and store; neither writes anything.
+Both call engine methods (``Engine.rank_catalog``, ``metadata_fields``, ``count``);
+neither writes anything.
 """
 
 from __future__ import annotations
@@ -24,14 +25,12 @@ from collections.abc import Iterable
 from typing import Annotated, Any, Literal
 from urllib.parse import quote
 
-import numpy as np
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
 from imagescope.api.deps import EngineDep, require_api_key
 from imagescope.api.schemas import ERROR_RESPONSES
 from imagescope.engine import Engine
-from imagescope.pipeline.fusion import ScoredHit, fused_search
 
 #: Deepest position the picker can page to (offset + limit).
 MAX_BROWSE_DEPTH = 1000
@@ -83,18 +82,6 @@ class CatalogPage(BaseModel):
 # --------------------------------------------------------------------------- logic
 
 
-def _ranked(engine: Engine, text: str, *, depth: int) -> list[ScoredHit]:
-    """Catalog images by the fused score for ``text``, best first, at most ``depth``."""
-    vectors = engine.components.embedder.embed_texts([text])
-    return fused_search(
-        engine.components.store,
-        np.asarray(vectors, dtype=np.float32),
-        limit=depth,
-        tau=engine.pipeline.tau,
-        num_candidates=max(depth, engine.pipeline.num_candidates),
-    )
-
-
 def _field_kind(values: list[Scalar]) -> FieldKind:
     if not values:
         return "text"
@@ -136,11 +123,10 @@ def describe_field(name: str, seen: Iterable[Any]) -> CatalogField:
 
 
 def catalog_fields(engine: Engine, *, sample_size: int = FIELD_SAMPLE_SIZE) -> CatalogFields:
-    store = engine.components.store
-    names = sorted(store.metadata_fields())
-    sample = [hit.record for hit in _ranked(engine, "", depth=sample_size)] if names else []
+    names = sorted(engine.metadata_fields())
+    sample = [hit.record for hit in engine.rank_catalog("", depth=sample_size)] if names else []
     fields = [describe_field(n, (r.metadata[n] for r in sample if n in r.metadata)) for n in names]
-    return CatalogFields(count=store.count(), sampled=len(sample), fields=fields)
+    return CatalogFields(count=engine.count(), sampled=len(sample), fields=fields)
 
 
 def thumbnail_url(image_id: str, size: int = 256) -> str:
@@ -150,7 +136,9 @@ def thumbnail_url(image_id: str, size: int = 256) -> str:
 def catalog_images(engine: Engine, *, q: str = "", limit: int = 24, offset: int = 0) -> CatalogPage:
     """One page of catalog images ranked for ``q`` (see the module docstring)."""
     end = min(offset + limit, MAX_BROWSE_DEPTH)
-    hits = _ranked(engine, q.strip(), depth=min(end + 1, MAX_BROWSE_DEPTH)) if end > offset else []
+    hits = (
+        engine.rank_catalog(q.strip(), depth=min(end + 1, MAX_BROWSE_DEPTH)) if end > offset else []
+    )
     page = hits[offset:end]
     more = len(hits) > end and end < MAX_BROWSE_DEPTH
     items = [
@@ -167,7 +155,7 @@ def catalog_images(engine: Engine, *, q: str = "", limit: int = 24, offset: int 
         offset=offset,
         limit=limit,
         next_offset=end if more else None,
-        total=engine.components.store.count(),
+        total=engine.count(),
     )
 
 

@@ -8,7 +8,7 @@ import logging
 from PIL.Image import Image
 
 from imagescope.api.schemas import Health, RerankJobRequest, SearchMode, SearchRequest
-from imagescope.engine import Engine, check_stages
+from imagescope.engine import Engine, check_rerank_stages, check_stages
 from imagescope.errors import ImageScopeError, InputError
 from imagescope.ingest.images import thumbnail
 from imagescope.jobs.base import JobBackend
@@ -34,24 +34,35 @@ def _with_job(result: SearchResult, status: JobStatus | JobRef) -> SearchResult:
     return result.model_copy(update={"job": JobRef(id=status.id, state=status.state)})
 
 
+def _submit(
+    engine: Engine,
+    jobs: JobBackend,
+    body: SearchRequest | RerankJobRequest,
+    first: SearchResult,
+    stages: list[int],
+) -> JobRef:
+    request = engine.rerank_request(
+        body.query,
+        first,
+        stages=stages,
+        top_k=body.top_k,
+        alpha=body.alpha,
+        webhook_url=body.webhook_url,
+    )
+    return jobs.submit(request, job_id=getattr(body, "job_id", None))
+
+
 def search(
     engine: Engine, jobs: JobBackend, settings: Settings, body: SearchRequest
 ) -> SearchResult:
     """Stage 1 inline; stages 2-3 as a job that ``mode`` says whether to wait for."""
     wanted = check_stages(body.stages)
+    engine.request_settings(limit=body.limit, top_k=body.top_k, alpha=body.alpha)
     _check_webhook(body.webhook_url, settings)
     first = engine.stage1(body.query, limit=body.limit)
     if body.mode is SearchMode.FAST or wanted == [1]:
         return first
-    request = engine.rerank_request(
-        body.query,
-        first,
-        stages=wanted,
-        top_k=body.top_k,
-        alpha=body.alpha,
-        webhook_url=body.webhook_url,
-    )
-    ref = jobs.submit(request)
+    ref = _submit(engine, jobs, body, first, wanted)
     if body.mode is SearchMode.ASYNC:
         return _with_job(first, ref)
     status = jobs.wait(ref.id, body.deadline_s or settings.jobs.sync_deadline_s)
@@ -66,20 +77,11 @@ def submit_rerank_job(
     engine: Engine, jobs: JobBackend, settings: Settings, body: RerankJobRequest
 ) -> JobRef:
     """A rerank job for ``body.query``; stage 1 is run now unless given."""
-    stages = [s for s in body.stages if s != 1]
-    if not stages or any(s not in (2, 3) for s in stages):
-        raise InputError(f"a rerank job runs stages 2 and/or 3; got {body.stages}")
+    stages = check_rerank_stages(body.stages)
+    engine.request_settings(limit=body.limit, top_k=body.top_k, alpha=body.alpha)
     _check_webhook(body.webhook_url, settings)
     first = body.stage1 or engine.stage1(body.query, limit=body.limit)
-    request = engine.rerank_request(
-        body.query,
-        first,
-        stages=stages,
-        top_k=body.top_k,
-        alpha=body.alpha,
-        webhook_url=body.webhook_url,
-    )
-    return jobs.submit(request, job_id=body.job_id)
+    return _submit(engine, jobs, body, first, stages)
 
 
 def _encode_jpeg(image: Image, *, quality: int = 85) -> bytes:
@@ -96,7 +98,7 @@ def image_jpeg(engine: Engine, settings: Settings, image_id: str, *, size: int |
         if not 16 <= size <= limit:
             raise InputError(f"thumbnail size must be between 16 and {limit}; got {size}")
         cap = size
-    image = engine.components.images.by_id(image_id)
+    image = engine.image(image_id)
     return _encode_jpeg(thumbnail(image, cap))
 
 
@@ -104,7 +106,7 @@ def health(engine: Engine, jobs: JobBackend) -> tuple[Health, bool]:
     """The service's state and whether it is fit to serve."""
     store_state, jobs_state, size = "ok", "ok", None
     try:
-        size = engine.components.store.count()
+        size = engine.count()
     except ImageScopeError as exc:
         store_state = f"unavailable: {exc}"
     try:
@@ -117,6 +119,6 @@ def health(engine: Engine, jobs: JobBackend) -> tuple[Health, bool]:
         store=store_state,
         jobs=jobs_state,
         catalog_size=size,
-        models=engine.components.model_ids(),
+        models=engine.model_ids(),
     )
     return report, ok

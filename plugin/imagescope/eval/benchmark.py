@@ -93,6 +93,9 @@ class Benchmark:
     gallery_metadata: Mapping[str, Mapping[str, str]] = field(default_factory=dict)
     #: Captions that come with the dataset (else the configured captioner writes them).
     gallery_captions: Mapping[str, str] = field(default_factory=dict)
+    #: The embedder model to use when the settings name none (e.g. a bundled model
+    #: made for this benchmark); None: the configured default.
+    embedder_model: str | None = None
 
     @property
     def has_ground_truth(self) -> bool:

@@ -6,6 +6,7 @@ rerank does), so ``"1"``, ``"1+2"`` and ``"1+2+3"`` come from the same
 candidates. Rankings are stored already ordered (scores ``-rank``), so the
 metrics' tie rule (score, then id) never reorders a reranked list.
 
+Every benchmark, the synthetic one included, goes through :func:`evaluate`.
 The gallery goes into its own index (per benchmark, split and embedder),
 ingested idempotently with ``skip_existing``: a second run reuses it, an
 interrupted ingest continues. The query run itself resumes from
@@ -16,8 +17,7 @@ from __future__ import annotations
 
 import json
 import logging
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -26,57 +26,70 @@ from imagescope.eval.benchmark import Benchmark, BenchmarkQueryKind, Rankings
 from imagescope.eval.metrics import first_rank
 from imagescope.eval.runner import RunResult, Scored, run_benchmark
 from imagescope.eval.submission import write_json_atomic
-from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import IngestItem
-from imagescope.models.base import Embedder
-from imagescope.pipeline.rerank import rerank
 from imagescope.schemas import SearchResult
 from imagescope.settings import ImageLimits, Settings
-from imagescope.store.base import VectorStore
-from imagescope.store.factory import build_store
 
 log = logging.getLogger(__name__)
 
+#: Stage -> the name of the stage set scored after it ("1", "1+2", "1+2+3").
 STAGE_SETS = {1: "1", 2: "1+2", 3: "1+2+3"}
-
-
-def slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_")
 
 
 def staged_results(
     engine: Engine, query: BenchmarkQueryKind, *, stages: Sequence[int]
 ) -> dict[str, SearchResult]:
-    """Stage 1, then each later stage on the previous stage's result."""
-    result = engine.stage1(query)
-    out = {STAGE_SETS[1]: result}
-    for stage in (2, 3):
-        if stage in stages:
-            request = engine.rerank_request(query, result, stages=[stage])
-            result = rerank(engine.components, request)
-            out[STAGE_SETS[stage]] = result
-    return out
+    """Stage 1, then each later stage on the previous stage's result, by stage set."""
+    wanted = sorted(set(stages))
+    results = engine.staged(query, stages=wanted)
+    return {STAGE_SETS[stage]: result for stage, result in zip(wanted, results, strict=True)}
 
 
 def _as_scored(result: SearchResult) -> Scored:
     return [(c.id, -float(rank)) for rank, c in enumerate(result.candidates, start=1)]
 
 
-def eval_store(settings: Settings, benchmark: Benchmark, embedder: Embedder) -> VectorStore:
-    """An index of its own for this benchmark's gallery (embedded or OpenSearch)."""
-    name = slug(f"{benchmark.name}-{benchmark.split}-{embedder.model_id}").lower()
-    store_settings = settings.store
-    if store_settings.kind == "opensearch":
-        opensearch = store_settings.opensearch.model_copy(
-            update={"index": f"{store_settings.opensearch.index}-eval-{name}"[:200]}
+def open_for(
+    benchmark: Benchmark, settings: Settings, *, image_roots: Sequence[Path] = ()
+) -> tuple[Engine, ImageLimits]:
+    """An engine over an index of this benchmark's gallery of its own (per split and embedder).
+
+    The benchmark's own embedder (``Benchmark.embedder_model``) is used when the
+    settings do not name one.
+    """
+    from imagescope.wiring import load_embedder, open, scoped, with_embedder_model
+
+    configured = settings.models.embedder.model_fields_set
+    if benchmark.embedder_model and not configured & {"kind", "model"}:
+        settings = with_embedder_model(settings, benchmark.embedder_model)
+    embedder = load_embedder(settings)
+    name = f"{benchmark.name}-{benchmark.split}-{embedder.model_id}"
+    roots = [*settings.images.allowed_roots, *(r.resolve() for r in image_roots)]
+    limits = settings.images.model_copy(update={"allowed_roots": roots})
+    engine = open(scoped(settings, folder="eval", name=name), embedder=embedder, limits=limits)
+    return engine, limits
+
+
+def evaluate(
+    benchmark: Benchmark,
+    settings: Settings,
+    *,
+    stages: Sequence[int],
+    image_roots: Sequence[Path] = (),
+    out_dir: Path | None = None,
+    max_queries: int | None = None,
+    resume: bool = True,
+    say: Callable[[str], object] = log.info,
+) -> RunResult:
+    """Index the gallery (once), run the queries per stage set and score them."""
+    engine, limits = open_for(benchmark, settings, image_roots=image_roots)
+    out = out_dir or settings.data_dir / "runs" / f"{benchmark.name}-{benchmark.split}"
+    with engine:
+        say(f"embedder: {engine.model_ids()['embedder']}")
+        index_gallery(benchmark, engine, limits=limits)
+        return run_eval(
+            benchmark, engine, stages=stages, out_dir=out, max_queries=max_queries, resume=resume
         )
-        store_settings = store_settings.model_copy(update={"opensearch": opensearch})
-    else:
-        embedded = store_settings.embedded.model_copy(
-            update={"path": settings.data_dir / "eval" / name}
-        )
-        store_settings = store_settings.model_copy(update={"embedded": embedded})
-    return build_store(store_settings)
 
 
 def index_gallery(
@@ -95,15 +108,7 @@ def index_gallery(
         )
         for image in benchmark.gallery
     ]
-    components = engine.components
-    report = ingest(
-        items,
-        store=components.store,
-        embedder=components.embedder,
-        captioner=components.captioner,
-        limits=limits,
-        skip_existing=True,
-    )
+    report = engine.ingest(items, limits=limits, skip_existing=True)
     report.raise_for_failures()
     return report.ok
 

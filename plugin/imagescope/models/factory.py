@@ -1,39 +1,107 @@
-"""Builds model backends from settings: a registry of kinds, one short factory.
+"""Builds model backends from settings: one registry (kind -> builder) per role.
 
 Backends are imported lazily, so a CPU install never imports vLLM and a
-process that only searches never loads a verifier.
+process that only searches never loads a verifier. An unknown kind is a
+``ConfigError`` that lists the known ones (:func:`known_kinds`).
+
+The embedder also takes bundled models by name: ``model=bundled:synthetic`` (env
+``IMAGESCOPE_MODELS__EMBEDDER__MODEL=bundled:synthetic``) is the small CLIP that
+ships with the package, trained on the synthetic catalogs; it needs no download.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
 
 from imagescope.errors import ConfigError
 from imagescope.models.base import Captioner, ChatModel, Embedder, Evaluator, Reasoner, Verifier
 from imagescope.settings import EmbedderSettings, RoleSettings
 
+#: The documented switch to the bundled model (no download, works offline).
+BUNDLED_SWITCH = "IMAGESCOPE_MODELS__EMBEDDER__MODEL=bundled:synthetic"
+BUNDLED_PREFIX = "bundled:"
 
-def build_embedder(settings: EmbedderSettings) -> Embedder:
-    if settings.kind == "open_clip":
-        from imagescope.models.open_clip_embedder import OpenClipEmbedder
+T = TypeVar("T")
+EmbedderBuilder = Callable[[EmbedderSettings], Embedder]
+RoleBuilder = Callable[[RoleSettings, Embedder], T]
 
-        return OpenClipEmbedder(
-            settings.model,
-            settings.pretrained,
-            device=settings.device,
-            batch_size=settings.batch_size,
-            config_dir=settings.config_dir,
-        )
-    if settings.kind == "sentence_transformers":
-        from imagescope.models.st_embedder import SentenceTransformersEmbedder
 
-        return SentenceTransformersEmbedder(
-            settings.model,
-            image_model=settings.image_model,
-            device=settings.device,
-            batch_size=settings.batch_size,
-        )
+# --------------------------------------------------------------------------- embedders
+
+
+def _open_clip(settings: EmbedderSettings) -> Embedder:
+    from imagescope.models.open_clip_embedder import OpenClipEmbedder
+
+    return OpenClipEmbedder(
+        settings.model,
+        settings.pretrained,
+        device=settings.device,
+        batch_size=settings.batch_size,
+        config_dir=settings.config_dir,
+    )
+
+
+def _sentence_transformers(settings: EmbedderSettings) -> Embedder:
+    from imagescope.models.st_embedder import SentenceTransformersEmbedder
+
+    return SentenceTransformersEmbedder(
+        settings.model,
+        image_model=settings.image_model,
+        device=settings.device,
+        batch_size=settings.batch_size,
+    )
+
+
+def _fake_embedder(_settings: EmbedderSettings) -> Embedder:
     from imagescope.models.fakes import FakeEmbedder
 
     return FakeEmbedder()
+
+
+def _bundled_synthetic(settings: EmbedderSettings, cache_dir: Path | None) -> Embedder:
+    from imagescope.synthetic.train import load_synth_embedder, synth_checkpoint
+
+    return load_synth_embedder(
+        synth_checkpoint(cache_dir), device=settings.device, batch_size=settings.batch_size
+    )
+
+
+EMBEDDERS: dict[str, EmbedderBuilder] = {
+    "open_clip": _open_clip,
+    "sentence_transformers": _sentence_transformers,
+    "fake": _fake_embedder,
+}
+BUNDLED: dict[str, Callable[[EmbedderSettings, Path | None], Embedder]] = {
+    "synthetic": _bundled_synthetic,
+}
+
+
+def build_embedder(settings: EmbedderSettings, *, cache_dir: Path | None = None) -> Embedder:
+    """The configured embedder; ``cache_dir`` is where a missing bundled model is trained.
+
+    A model that cannot be loaded is a ``ConfigError`` naming the bundled switch.
+    """
+    if settings.model.startswith(BUNDLED_PREFIX):
+        name = settings.model.removeprefix(BUNDLED_PREFIX)
+        if name not in BUNDLED:
+            raise ConfigError(
+                f"unknown bundled model {settings.model!r}; known: "
+                + ", ".join(BUNDLED_PREFIX + n for n in sorted(BUNDLED))
+            )
+        return BUNDLED[name](settings, cache_dir)
+    builder = _lookup(EMBEDDERS, "embedder", settings.kind)
+    try:
+        return builder(settings)
+    except ConfigError as exc:
+        raise ConfigError(
+            f"{exc}. To run on the bundled model instead (offline, synthetic catalogs only), "
+            f"set {BUNDLED_SWITCH}"
+        ) from exc
+
+
+# --------------------------------------------------------------------------- chat roles
 
 
 def build_chat(role: RoleSettings) -> ChatModel:
@@ -46,81 +114,161 @@ def build_chat(role: RoleSettings) -> ChatModel:
         from imagescope.models.vllm_chat import VLLMChatModel
 
         return VLLMChatModel(role.vllm)
-    raise ConfigError(f"role kind {role.kind!r} has no chat transport")
+    raise ConfigError(f"role kind {role.kind!r} has no chat transport; use openai or vllm")
 
 
-def _limits(role: RoleSettings) -> dict[str, int]:
-    return {} if role.max_tokens is None else {"max_tokens": role.max_tokens}
+def _none(_role: RoleSettings, _embedder: Embedder) -> None:
+    return None
 
 
-def _unsupported(role_name: str, kind: str, allowed: str) -> ConfigError:
-    return ConfigError(
-        f"models.{role_name}.kind={kind!r} is not supported; use one of: {allowed} "
-        f"(env IMAGESCOPE_MODELS__{role_name.upper()}__KIND)"
-    )
+def _rule_reasoner(_role: RoleSettings, _embedder: Embedder) -> Reasoner:
+    from imagescope.models.rule_reasoner import RuleReasoner
+
+    return RuleReasoner()
 
 
-def build_reasoner(role: RoleSettings) -> Reasoner:
-    if role.kind == "rule":
-        from imagescope.models.rule_reasoner import RuleReasoner
+def _chat_reasoner(role: RoleSettings, _embedder: Embedder) -> Reasoner:
+    from imagescope.models.chat import ChatReasoner
 
-        return RuleReasoner()
-    if role.kind in {"openai", "vllm"}:
-        from imagescope.models.chat import ChatReasoner
+    return ChatReasoner(build_chat(role))
 
-        return ChatReasoner(build_chat(role), **_limits(role))
-    if role.kind == "fake":
-        from imagescope.models.fakes import FakeReasoner
 
-        return FakeReasoner()
-    raise _unsupported("reasoner", role.kind, "rule, openai, vllm, fake")
+def _fake_reasoner(_role: RoleSettings, _embedder: Embedder) -> Reasoner:
+    from imagescope.models.fakes import FakeReasoner
+
+    return FakeReasoner()
+
+
+def _clip_verifier(_role: RoleSettings, embedder: Embedder) -> Verifier:
+    from imagescope.models.clip_judge import ClipVerifier
+
+    return ClipVerifier(embedder)
+
+
+def _learned_verifier(_role: RoleSettings, _embedder: Embedder) -> Verifier:
+    from imagescope.models.learned_judge import LearnedVerifier
+
+    return LearnedVerifier()
+
+
+def _chat_verifier(role: RoleSettings, _embedder: Embedder) -> Verifier:
+    from imagescope.models.chat import ChatVerifier
+
+    return ChatVerifier(build_chat(role))
+
+
+def _fake_verifier(_role: RoleSettings, _embedder: Embedder) -> Verifier:
+    from imagescope.models.fakes import FakeVerifier
+
+    return FakeVerifier()
+
+
+def _clip_evaluator(_role: RoleSettings, embedder: Embedder) -> Evaluator:
+    from imagescope.models.clip_judge import ClipEvaluator
+
+    return ClipEvaluator(embedder)
+
+
+def _learned_evaluator(_role: RoleSettings, _embedder: Embedder) -> Evaluator:
+    from imagescope.models.learned_judge import LearnedEvaluator
+
+    return LearnedEvaluator()
+
+
+def _chat_evaluator(role: RoleSettings, _embedder: Embedder) -> Evaluator:
+    from imagescope.models.chat import ChatEvaluator
+
+    chat = build_chat(role)
+    if role.max_tokens is None:
+        return ChatEvaluator(chat)
+    return ChatEvaluator(chat, max_tokens=role.max_tokens)
+
+
+def _fake_evaluator(_role: RoleSettings, _embedder: Embedder) -> Evaluator:
+    from imagescope.models.fakes import FakeEvaluator
+
+    return FakeEvaluator()
+
+
+def _chat_captioner(role: RoleSettings, _embedder: Embedder) -> Captioner:
+    from imagescope.models.chat import ChatCaptioner
+
+    chat = build_chat(role)
+    if role.max_tokens is None:
+        return ChatCaptioner(chat)
+    return ChatCaptioner(chat, max_tokens=role.max_tokens)
+
+
+def _fake_captioner(_role: RoleSettings, _embedder: Embedder) -> Captioner:
+    from imagescope.models.fakes import FakeCaptioner
+
+    return FakeCaptioner()
+
+
+REASONERS: dict[str, RoleBuilder[Reasoner]] = {
+    "rule": _rule_reasoner,
+    "openai": _chat_reasoner,
+    "vllm": _chat_reasoner,
+    "fake": _fake_reasoner,
+}
+VERIFIERS: dict[str, RoleBuilder[Verifier | None]] = {
+    "clip": _clip_verifier,
+    "learned": _learned_verifier,
+    "openai": _chat_verifier,
+    "vllm": _chat_verifier,
+    "fake": _fake_verifier,
+    "none": _none,
+}
+EVALUATORS: dict[str, RoleBuilder[Evaluator | None]] = {
+    "clip": _clip_evaluator,
+    "learned": _learned_evaluator,
+    "openai": _chat_evaluator,
+    "vllm": _chat_evaluator,
+    "fake": _fake_evaluator,
+    "none": _none,
+}
+CAPTIONERS: dict[str, RoleBuilder[Captioner | None]] = {
+    "openai": _chat_captioner,
+    "vllm": _chat_captioner,
+    "fake": _fake_captioner,
+    "none": _none,
+}
+REGISTRIES: dict[str, dict[str, object]] = {
+    "embedder": dict(EMBEDDERS),
+    "reasoner": dict(REASONERS),
+    "verifier": dict(VERIFIERS),
+    "evaluator": dict(EVALUATORS),
+    "captioner": dict(CAPTIONERS),
+}
+
+
+def known_kinds(role: str) -> list[str]:
+    """The kinds a role accepts (``models.<role>.kind``), sorted."""
+    if role not in REGISTRIES:
+        raise ConfigError(f"unknown model role {role!r}; known: {', '.join(sorted(REGISTRIES))}")
+    return sorted(REGISTRIES[role])
+
+
+def _lookup(registry: dict[str, T], role: str, kind: str) -> T:
+    if kind not in registry:
+        raise ConfigError(
+            f"models.{role}.kind={kind!r} is not supported; use one of: "
+            f"{', '.join(sorted(registry))} (env IMAGESCOPE_MODELS__{role.upper()}__KIND)"
+        )
+    return registry[kind]
+
+
+def build_reasoner(role: RoleSettings, embedder: Embedder | None = None) -> Reasoner:
+    return _lookup(REASONERS, "reasoner", role.kind)(role, embedder)  # type: ignore[arg-type]
 
 
 def build_verifier(role: RoleSettings, embedder: Embedder) -> Verifier | None:
-    if role.kind == "none":
-        return None
-    if role.kind == "clip":
-        from imagescope.models.clip_judge import ClipVerifier
-
-        return ClipVerifier(embedder)
-    if role.kind in {"openai", "vllm"}:
-        from imagescope.models.chat import ChatVerifier
-
-        return ChatVerifier(build_chat(role))
-    if role.kind == "fake":
-        from imagescope.models.fakes import FakeVerifier
-
-        return FakeVerifier()
-    raise _unsupported("verifier", role.kind, "clip, openai, vllm, fake, none")
+    return _lookup(VERIFIERS, "verifier", role.kind)(role, embedder)
 
 
 def build_evaluator(role: RoleSettings, embedder: Embedder) -> Evaluator | None:
-    if role.kind == "none":
-        return None
-    if role.kind == "clip":
-        from imagescope.models.clip_judge import ClipEvaluator
-
-        return ClipEvaluator(embedder)
-    if role.kind in {"openai", "vllm"}:
-        from imagescope.models.chat import ChatEvaluator
-
-        return ChatEvaluator(build_chat(role), **_limits(role))
-    if role.kind == "fake":
-        from imagescope.models.fakes import FakeEvaluator
-
-        return FakeEvaluator()
-    raise _unsupported("evaluator", role.kind, "clip, openai, vllm, fake, none")
+    return _lookup(EVALUATORS, "evaluator", role.kind)(role, embedder)
 
 
-def build_captioner(role: RoleSettings) -> Captioner | None:
-    if role.kind == "none":
-        return None
-    if role.kind in {"openai", "vllm"}:
-        from imagescope.models.chat import ChatCaptioner
-
-        return ChatCaptioner(build_chat(role), **_limits(role))
-    if role.kind == "fake":
-        from imagescope.models.fakes import FakeCaptioner
-
-        return FakeCaptioner()
-    raise _unsupported("captioner", role.kind, "openai, vllm, fake, none")
+def build_captioner(role: RoleSettings, embedder: Embedder | None = None) -> Captioner | None:
+    return _lookup(CAPTIONERS, "captioner", role.kind)(role, embedder)  # type: ignore[arg-type]

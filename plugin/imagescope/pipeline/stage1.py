@@ -8,7 +8,6 @@ instruction applied to the previous round's full description).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -28,17 +27,9 @@ from imagescope.schemas import (
     TextQuery,
     Trace,
 )
+from imagescope.settings import PipelineSettings
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RetrievalParams:
-    tau: float = 0.15
-    limit: int = 100
-    num_candidates: int = 200
-    num_descriptions: int = 3
-    exclude_reference: bool = True
 
 
 def fallback_intent(instruction: str, reference_caption: str | None) -> Intent:
@@ -147,7 +138,7 @@ def _check_not_empty(query: Query) -> None:
 
 
 def understand(
-    components: Components, query: Query, *, params: RetrievalParams, trace: Trace
+    components: Components, query: Query, *, params: PipelineSettings, trace: Trace
 ) -> Intent:
     """Stage 1a for any query kind; fills the trace's reasoning fields."""
     _check_not_empty(query)
@@ -184,7 +175,7 @@ def retrieve(
     components: Components,
     descriptions: list[str],
     *,
-    params: RetrievalParams,
+    params: PipelineSettings,
     filters: dict[str, object] | None = None,
     exclude: frozenset[str] = frozenset(),
 ) -> list[Candidate]:
@@ -214,7 +205,7 @@ def retrieve(
     ]
 
 
-def run_stage1(components: Components, query: Query, *, params: RetrievalParams) -> SearchResult:
+def run_stage1(components: Components, query: Query, *, params: PipelineSettings) -> SearchResult:
     trace = Trace(models=components.model_ids(), stages_run=[1])
     intent = understand(components, query, params=params, trace=trace)
     exclude: frozenset[str] = frozenset()

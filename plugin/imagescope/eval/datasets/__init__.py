@@ -7,6 +7,7 @@ returns a :class:`~imagescope.eval.benchmark.Benchmark`.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -42,6 +43,13 @@ def load_benchmark(name: str, root: Path | str, **options: Any) -> Benchmark:
         raise DatasetError(
             f"unknown benchmark {name!r}; choose one of {', '.join(sorted(LOADERS))}"
         ) from None
+    accepted = inspect.signature(loader).parameters
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise DatasetError(
+            f"benchmark {name!r} takes no option {', '.join(unknown)}; it takes: "
+            + ", ".join(p for p in accepted if p != "root")
+        )
     return loader(root, **options)
 
 

@@ -52,4 +52,5 @@ def load_synthetic(
             item.id: {k: str(v) for k, v in item.attributes.items()} for item in catalog
         },
         gallery_captions={item.id: item.caption for item in catalog},
+        embedder_model="bundled:synthetic",
     )
