@@ -67,6 +67,7 @@ class BatchingVerifier(Verifier):
             raise ValueError("max_batch must be at least 1")
         self.inner = inner
         self.model_id = inner.model_id
+        self.image_vector_model = inner.image_vector_model
         self.max_batch = max_batch
         self.window_s = max(0.0, window_ms) / 1000.0
         self.stats = BatchStats()

@@ -33,6 +33,8 @@ from PIL.Image import Image
 from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
 
 Vectors = NDArray[np.float32]
+#: One embedding, shape ``(dim,)``.
+Vector = NDArray[np.float32]
 
 
 class Embedder(ABC):
@@ -91,11 +93,17 @@ class Reasoner(ABC):
 
 @dataclass(frozen=True)
 class VerifyItem:
-    """One yes/no question about one image (``image_id`` keys the answer cache)."""
+    """One yes/no question about one image (``image_id`` keys the answer cache).
+
+    ``image_vector``: the image's stored embedding, given only to a judge whose
+    ``image_vector_model`` names the embedder that wrote it; such a judge uses
+    it instead of encoding ``image`` again.
+    """
 
     image_id: str
     image: Image
     question: str
+    image_vector: Vector | None = field(default=None, compare=False)
 
 
 class Verifier(ABC):
@@ -103,9 +111,13 @@ class Verifier(ABC):
 
     Contract: one ``Answer`` per item, in input order. ``p_yes`` is filled when
     the backend can score (token log-probabilities, similarity margins).
+    ``image_vector_model``: the ``model_id`` of the embedder whose image
+    vectors the verifier accepts in ``VerifyItem.image_vector`` (None: it
+    reads pixels only).
     """
 
     model_id: str
+    image_vector_model: str | None = None
 
     @abstractmethod
     def verify(self, items: Sequence[VerifyItem]) -> list[Answer]: ...
@@ -119,15 +131,31 @@ class EvaluationItem:
     candidate: Image
     instruction: str
     reference: Image | None = None
+    #: Stored embeddings of the two images (see ``VerifyItem.image_vector``).
+    candidate_vector: Vector | None = field(default=None, compare=False)
+    reference_vector: Vector | None = field(default=None, compare=False)
 
 
 class Evaluator(ABC):
-    """Stage-3 global judge. One ``Evaluation`` per item, in input order."""
+    """Stage-3 global judge. One ``Evaluation`` per item, in input order.
+
+    ``evaluate`` may judge the items of one call against each other (see the
+    backend); ``evaluate_each`` judges every item as if it were alone in its
+    call. ``judges_in_bulk``: whether judging many items in one call costs
+    little more than judging one (then stage 3 judges its whole shortlist at
+    once, even with early exit). ``image_vector_model``: see ``Verifier``.
+    """
 
     model_id: str
+    judges_in_bulk: bool = False
+    image_vector_model: str | None = None
 
     @abstractmethod
     def evaluate(self, items: Sequence[EvaluationItem]) -> list[Evaluation]: ...
+
+    def evaluate_each(self, items: Sequence[EvaluationItem]) -> list[Evaluation]:
+        """Each item judged alone, as ``evaluate([item])`` would judge it."""
+        return [self.evaluate([item])[0] for item in items]
 
 
 # --------------------------------------------------------------------------- chat transport

@@ -17,6 +17,13 @@ reference does; candidates judged together for one reference are compared,
 and the one closest to the reference among those showing the change wins.
 Both are far weaker than a vision-language model, and honest about it: every
 answer carries the similarities it was decided on.
+
+Cost: each judge embeds every distinct text of a call in one batch, through
+an LRU text-vector cache shared by the judges of one embedder object
+(:mod:`~imagescope.models.text_cache`), and uses the images' stored vectors
+(``image_vector`` of the items) instead of encoding the pixels again when the
+pipeline passes them (it does when ``image_vector_model`` is the embedder
+that wrote the catalog).
 """
 
 from __future__ import annotations
@@ -36,6 +43,7 @@ from imagescope.models.base import (
     EvaluationItem,
     Evaluator,
     Reasoner,
+    Vector,
     Vectors,
     Verifier,
     VerifyItem,
@@ -46,6 +54,7 @@ from imagescope.models.clip_contrast import (
     question_to_contrast,
     question_to_statements,
 )
+from imagescope.models.text_cache import TextVectorCache, cache_for
 from imagescope.schemas import Answer, Evaluation, Proposition
 
 __all__ = [
@@ -66,16 +75,25 @@ def _embed_unique(
     items: Sequence[_Item],
     key: Callable[[_Item], Hashable],
     embed: Callable[[list[_Item]], Vectors],
+    *,
+    stored: Callable[[_Item], Vector | None] = lambda _item: None,
 ) -> list[np.ndarray]:
-    """Embed each distinct input once; return one row per input, in order."""
-    first: dict[Hashable, int] = {}
-    unique: list[_Item] = []
+    """One row per input, in order: its ``stored`` vector (made unit length), else
+    its embedding (each distinct input embedded once, all in one call)."""
+    rows: dict[Hashable, np.ndarray] = {}
+    unique: dict[Hashable, _Item] = {}
     for item in items:
-        if key(item) not in first:
-            first[key(item)] = len(unique)
-            unique.append(item)
-    vectors = embed(unique) if unique else np.zeros((0, 0), dtype=np.float32)
-    return [vectors[first[key(item)]] for item in items]
+        vector = stored(item)
+        if vector is not None and key(item) not in rows:
+            row = np.asarray(vector, dtype=np.float32).reshape(-1)
+            rows[key(item)] = row / max(float(np.linalg.norm(row)), 1e-12)
+    for item in items:
+        if key(item) not in rows:
+            unique.setdefault(key(item), item)
+    if unique:
+        embedded = embed(list(unique.values()))
+        rows.update(zip(unique, embedded, strict=True))
+    return [rows[key(item)] for item in items]
 
 
 def _sigmoid(x: float) -> float:
@@ -83,11 +101,11 @@ def _sigmoid(x: float) -> float:
 
 
 class _Texts:
-    """Embeds distinct texts once; similarities to images and between texts."""
+    """Embeds distinct texts once (through ``cache``); similarities to images and texts."""
 
-    def __init__(self, embedder: Embedder, texts: Sequence[str]) -> None:
+    def __init__(self, embedder: Embedder, texts: Sequence[str], cache: TextVectorCache) -> None:
         unique = list(dict.fromkeys(texts))
-        vectors = embedder.embed_texts(unique) if unique else np.zeros((0, 0), np.float32)
+        vectors = cache.embed(embedder, unique)
         self.rows = {text: vectors[n] for n, text in enumerate(unique)}
 
     def sims(self, image: np.ndarray, texts: Sequence[str]) -> list[float]:
@@ -156,12 +174,15 @@ class ClipVerifier(Verifier):
         tolerance: float = 0.1,
         max_alternative_similarity: float = 0.96,
         min_batch: int = 3,
+        text_cache: TextVectorCache | None = None,
     ):
         if temperature <= 0:
             raise ConfigError(f"temperature must be positive, got {temperature}")
         if min_batch < 2:
             raise ConfigError(f"min_batch must be at least 2, got {min_batch}")
         self.embedder = embedder
+        self.text_cache = cache_for(embedder) if text_cache is None else text_cache
+        self.image_vector_model = embedder.model_id
         self.margin = margin
         self.temperature = temperature
         self.min_batch = min_batch
@@ -176,11 +197,12 @@ class ClipVerifier(Verifier):
         if not items:
             return []
         contrasts = [question_to_contrast(item.question) for item in items]
-        texts = _Texts(self.embedder, _all_texts(contrasts))
+        texts = _Texts(self.embedder, _all_texts(contrasts), self.text_cache)
         images = _embed_unique(
             list(items),
             lambda item: item.image_id,
             lambda u: self.embedder.embed_images([i.image for i in u]),
+            stored=lambda item: item.image_vector,
         )
         medians = self._presence_medians(items, contrasts, texts=texts, images=images)
         return [
@@ -281,12 +303,16 @@ class ClipEvaluator(Evaluator):
         margin: float = 0.1,
         max_alternative_similarity: float = 0.96,
         reasoner: Reasoner | None = None,
+        text_cache: TextVectorCache | None = None,
     ):
         if reasoner is None:
             from imagescope.models.rule_reasoner import RuleReasoner
 
             reasoner = RuleReasoner()
         self.embedder = embedder
+        self.text_cache = cache_for(embedder) if text_cache is None else text_cache
+        self.image_vector_model = embedder.model_id
+        self.judges_in_bulk = True
         self.margin = margin
         self.reasoner = reasoner
         self.scoring = _Scoring(max_alternative_similarity)
@@ -312,22 +338,7 @@ class ClipEvaluator(Evaluator):
     def evaluate(self, items: Sequence[EvaluationItem]) -> list[Evaluation]:
         if not items:
             return []
-        claims = {text: self.claims(text) for text in dict.fromkeys(i.instruction for i in items)}
-        contrasts = [c.contrast for found in claims.values() for c in found]
-        texts = _Texts(self.embedder, _all_texts(contrasts))
-        images = [item.candidate for item in items]
-        images += [item.reference for item in items if item.reference is not None]
-        rows = _embed_unique(images, id, self.embedder.embed_images)
-        vector = {id(image): row for image, row in zip(images, rows, strict=True)}
-        evidence = [
-            self._evidence(
-                texts,
-                claims[item.instruction],
-                candidate=vector[id(item.candidate)],
-                reference=None if item.reference is None else vector[id(item.reference)],
-            )
-            for item in items
-        ]
+        evidence = self._all_evidence(items)
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)
         for index, item in enumerate(items):
             if item.reference is not None:
@@ -338,6 +349,33 @@ class ClipEvaluator(Evaluator):
                 for index, verdict in self._together([evidence[i] for i in members]):
                     verdicts[members[index]] = verdict
         return verdicts
+
+    def evaluate_each(self, items: Sequence[EvaluationItem]) -> list[Evaluation]:
+        """Each item judged alone (as ``evaluate([item])``), with one text batch for all."""
+        return [self._alone(e) for e in self._all_evidence(items)] if items else []
+
+    def _all_evidence(self, items: Sequence[EvaluationItem]) -> list[_Evidence]:
+        claims = {text: self.claims(text) for text in dict.fromkeys(i.instruction for i in items)}
+        contrasts = [c.contrast for found in claims.values() for c in found]
+        texts = _Texts(self.embedder, _all_texts(contrasts), self.text_cache)
+        pairs = [(item.candidate, item.candidate_vector) for item in items]
+        pairs += [(i.reference, i.reference_vector) for i in items if i.reference is not None]
+        rows = _embed_unique(
+            pairs,
+            lambda pair: id(pair[0]),
+            lambda unique: self.embedder.embed_images([image for image, _ in unique]),
+            stored=lambda pair: pair[1],
+        )
+        vector = {id(image): row for (image, _), row in zip(pairs, rows, strict=True)}
+        return [
+            self._evidence(
+                texts,
+                claims[item.instruction],
+                candidate=vector[id(item.candidate)],
+                reference=None if item.reference is None else vector[id(item.reference)],
+            )
+            for item in items
+        ]
 
     def _fits(
         self, texts: _Texts, claims: Sequence[_Claim], *, image: np.ndarray

@@ -54,6 +54,11 @@ def _reference_image(components: Components, request: RerankRequest) -> Image | 
     return None
 
 
+def _reference_id(request: RerankRequest) -> str | None:
+    query = request.query
+    return query.reference.id if isinstance(query, ComposedQuery) else None
+
+
 def rerank(
     components: Components,
     request: RerankRequest,
@@ -96,6 +101,7 @@ def rerank(
                 reference=_reference_image(components, request),
                 early_exit=request.early_exit,
                 trace=trace,
+                reference_id=_reference_id(request),
             )
         stages.append(3)
     report(1.0)

@@ -3,6 +3,8 @@
 Propositions (yes/no questions with expected answers) are asked about each of
 the top-k candidates alone; the top-k is re-sorted by how many answers match,
 stably, so ties keep the stage-1 order. Candidates below k are not touched.
+All questions about all candidates go to the verifier in one call, with the
+candidates' stored image vectors when it can use them (``pipeline.vectors``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from imagescope.errors import ImageScopeError, ModelBackendError
 from imagescope.models.base import VerifyItem
 from imagescope.pipeline.context import Components, cache_key
 from imagescope.pipeline.trace import costed
+from imagescope.pipeline.vectors import stored_image_vectors
 from imagescope.schemas import (
     Answer,
     AtomicEdit,
@@ -92,7 +95,8 @@ def _ask(
         except ImageScopeError as exc:
             log.warning("candidate %s cannot be verified: %s", image_id, exc)
             unreadable.add(image_id)
-    items = [VerifyItem(i, images[i], q) for i, q in missing if i in images]
+    stored = stored_image_vectors(components, list(images), judge_model=verifier.image_vector_model)
+    items = [VerifyItem(i, images[i], q, stored.get(i)) for i, q in missing if i in images]
     if items:
         with costed(trace, "verifier", verifier, calls=1):
             fresh = verifier.verify(items)
