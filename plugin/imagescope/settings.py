@@ -60,6 +60,32 @@ class VLLMEngine(BaseModel):
     enable_prefix_caching: bool = True
 
 
+class ProfileSettings(BaseModel):
+    """How prompts and images are laid out for a chat model (``models.profiles``).
+
+    ``name`` picks a profile from the registry (unset: chosen by the model id);
+    every other field, when set, overrides that profile's value.
+    """
+
+    name: str | None = None
+    prompt_format: Literal["chat", "raw"] | None = None
+    #: Raw prompts only: the prompt with ``{image}``, ``{text}`` (and ``{system}``).
+    template: str | None = None
+    #: Raw prompts only: what stands for one image in the template.
+    image_token: str | None = None
+    stop_tokens: list[str] | None = None
+    #: Single images (verifier, captioner) are resized to this (width, height).
+    image_size: tuple[int, int] | None = None
+    #: Each half of a side-by-side evaluation image is letterboxed to this.
+    panel_size: tuple[int, int] | None = None
+    yes_no: Literal["logprobs", "text"] | None = None
+    max_images: int | None = Field(default=None, ge=0)
+    #: The verifier's question format, with ``{question}``.
+    verify_template: str | None = None
+    #: The captioner's request (with the built-in prompts).
+    caption_text: str | None = None
+
+
 class RoleSettings(BaseModel):
     """Backend for one model role (reasoner, verifier, evaluator, captioner)."""
 
@@ -68,6 +94,13 @@ class RoleSettings(BaseModel):
     vllm: VLLMEngine = Field(default_factory=VLLMEngine)
     #: Generation limit; unset means the role's own default.
     max_tokens: int | None = Field(default=None, ge=1)
+    #: Prompt format, stop tokens, image size... of the chat model (openai/vllm kinds).
+    profile: ProfileSettings = Field(default_factory=ProfileSettings)
+    #: Evaluator only: reference and candidate as one side-by-side image, or as
+    #: two images in one prompt (the model's profile must allow several images).
+    compose: Literal["side_by_side", "separate"] = "side_by_side"
+    #: A folder of prompt files in the research code's layout; unset: ``prompts.dir``.
+    prompts_dir: Path | None = None
 
 
 class ModelSettings(BaseModel):
@@ -76,6 +109,15 @@ class ModelSettings(BaseModel):
     verifier: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="clip"))
     evaluator: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="clip"))
     captioner: RoleSettings = Field(default_factory=lambda: RoleSettings(kind="none"))
+
+
+class PromptSettings(BaseModel):
+    """Prompts of the chat-driven roles: built in, or a folder of prompt files."""
+
+    #: A folder with prompt1_stage1_reasoner.txt, prompt2_stage2_reasoner.txt,
+    #: prompt3_stage3_evaluator.txt and caption.txt (``models.prompt_files``);
+    #: unset: the built-in prompts. Applies to every role without its own prompts_dir.
+    dir: Path | None = None
 
 
 class FieldMapping(BaseModel):
@@ -295,6 +337,7 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(default_factory=default_data_dir)
     models: ModelSettings = Field(default_factory=ModelSettings)
+    prompts: PromptSettings = Field(default_factory=PromptSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     images: ImageLimits = Field(default_factory=ImageLimits)
@@ -308,6 +351,15 @@ class Settings(BaseSettings):
         embedded = self.store.embedded
         if "path" not in embedded.model_fields_set:
             embedded.path = self.data_dir / "catalog"
+        return self
+
+    @model_validator(mode="after")
+    def _prompts_reach_roles(self) -> Settings:
+        """``prompts.dir`` becomes every chat role's ``prompts_dir`` unless it has its own."""
+        if self.prompts.dir is not None:
+            for role in (self.models.reasoner, self.models.evaluator, self.models.captioner):
+                if role.prompts_dir is None:
+                    role.prompts_dir = self.prompts.dir
         return self
 
 

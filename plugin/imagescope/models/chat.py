@@ -1,9 +1,13 @@
 """The prompt-driven roles, written once on top of any ChatModel transport.
 
 ``ChatReasoner``, ``ChatVerifier``, ``ChatEvaluator`` and ``ChatCaptioner``
-turn role calls into ``ChatRequest`` batches (prompts in :mod:`.prompts`), send
-them through the injected :class:`~imagescope.models.base.ChatModel` (the
-OpenAI-compatible HTTP client or in-process vLLM) and parse the replies.
+turn role calls into ``ChatRequest`` batches (texts and parsers from a
+:class:`~imagescope.models.prompt_files.PromptBook`: the built-in prompts of
+:mod:`.prompts`, or a folder of prompt files), send them through the injected
+:class:`~imagescope.models.base.ChatModel` (the OpenAI-compatible HTTP client
+or in-process vLLM) and parse the replies. The transport's model profile
+(:mod:`.profiles`) sets image sizes, the verifier's question format and how
+its yes/no is read.
 
 Each role counts its model calls and tokens in ``usage`` (a :class:`Usage`),
 which the pipeline reads for cost accounting.
@@ -16,10 +20,15 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from PIL import Image as PILImage
 from PIL.Image import Image
 
-from imagescope.errors import EmptyQueryError, InputError, ModelBackendError, ModelOutputError
+from imagescope.errors import (
+    ConfigError,
+    EmptyQueryError,
+    InputError,
+    ModelBackendError,
+    ModelOutputError,
+)
 from imagescope.models import prompts
 from imagescope.models.base import (
     Captioner,
@@ -32,12 +41,18 @@ from imagescope.models.base import (
     Verifier,
     VerifyItem,
 )
+from imagescope.models.compose import Compose, evaluation_images, fit_image
+from imagescope.models.compose import compose_side_by_side as compose_side_by_side
+from imagescope.models.profiles import ModelProfile, profile_named
+from imagescope.models.prompt_files import BUILTIN, PromptBook
 from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
 
 logger = logging.getLogger(__name__)
 
 #: How many first-token alternatives the verifier asks for.
 VERIFY_TOP_LOGPROBS = 10
+#: Tokens a verifier whose yes/no is read from the text may write.
+VERIFY_TEXT_TOKENS = 3
 
 
 @dataclass
@@ -70,12 +85,17 @@ class Usage:
 
 
 class _ChatRole:
-    """Shared plumbing: the transport, the usage counter, the reply-count check."""
+    """Shared plumbing: the transport, its profile, the prompt book, usage, reply counts."""
 
-    def __init__(self, chat: ChatModel) -> None:
+    def __init__(self, chat: ChatModel, *, prompts: PromptBook | None = None) -> None:
         self.chat = chat
+        self.book = prompts or BUILTIN
+        profile = getattr(chat, "profile", None)
+        self.profile: ModelProfile = (
+            profile if isinstance(profile, ModelProfile) else profile_named("generic")
+        )
         self.usage = Usage()
-        self.model_id = f"{chat.model_id}#prompts-{prompts.PROMPT_VERSION}"
+        self.model_id = f"{chat.model_id}#prompts-{self.book.version}"
 
     def _complete(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         if not requests:
@@ -101,9 +121,14 @@ class ChatReasoner(_ChatRole, Reasoner):
     """
 
     def __init__(
-        self, chat: ChatModel, *, max_tokens: int = 512, max_propositions: int = 8
+        self,
+        chat: ChatModel,
+        *,
+        max_tokens: int = 512,
+        max_propositions: int = 8,
+        prompts: PromptBook | None = None,
     ) -> None:
-        super().__init__(chat)
+        super().__init__(chat, prompts=prompts)
         if max_tokens < 1 or max_propositions < 1:
             raise InputError("max_tokens and max_propositions must be at least 1")
         self.max_tokens = max_tokens
@@ -111,23 +136,30 @@ class ChatReasoner(_ChatRole, Reasoner):
 
     def _ask_json(self, text: str) -> str:
         request = ChatRequest(
-            text=text, system=prompts.REASONER_SYSTEM, max_tokens=self.max_tokens, json_mode=True
+            text=text,
+            system=self.book.reasoner_system,
+            max_tokens=self.max_tokens,
+            json_mode=self.book.json_mode,
         )
         return self._complete([request])[0].text
 
     def synthesize_intent(
-        self, instruction: str, *, reference_caption: str | None, num_descriptions: int = 3
+        self,
+        instruction: str,
+        *,
+        reference_caption: str | None,
+        num_descriptions: int = 3,
     ) -> Intent:
         if not instruction.strip():
             raise EmptyQueryError("the instruction is empty; say what the wanted image shows")
         if num_descriptions < 1:
             raise InputError("num_descriptions must be at least 1")
         reply = self._ask_json(
-            prompts.intent_prompt(
+            self.book.intent_text(
                 instruction, reference_caption=reference_caption, num_descriptions=num_descriptions
             )
         )
-        return prompts.parse_intent(reply, num_descriptions=num_descriptions)
+        return self.book.parse_intent(reply, num_descriptions=num_descriptions)
 
     def make_propositions(
         self,
@@ -138,7 +170,7 @@ class ChatReasoner(_ChatRole, Reasoner):
         reference_caption: str | None,
     ) -> list[Proposition]:
         reply = self._ask_json(
-            prompts.propositions_prompt(
+            self.book.propositions_text(
                 instruction,
                 edits=edits,
                 descriptions=descriptions,
@@ -146,19 +178,19 @@ class ChatReasoner(_ChatRole, Reasoner):
                 max_propositions=self.max_propositions,
             )
         )
-        return prompts.parse_propositions(reply, max_propositions=self.max_propositions)
+        return self.book.parse_propositions(reply, max_propositions=self.max_propositions)
 
 
 # --------------------------------------------------------------------------- verifier
 
 
-def answer_from_reply(reply: ChatReply) -> Answer:
-    """Yes/no from first-token log-probabilities, else from the text.
+def answer_from_reply(reply: ChatReply, *, use_logprobs: bool = True) -> Answer:
+    """Yes/no from first-token log-probabilities (when used), else from the text.
 
     An unparseable reply gives ``Answer(yes=False, p_yes=None)`` and a warning:
     one odd reply must not fail a whole rerank job.
     """
-    if reply.first_token_logprobs:
+    if use_logprobs and reply.first_token_logprobs:
         p_yes = prompts.yes_probability(reply.first_token_logprobs)
         if p_yes is not None:
             return Answer(yes=p_yes > 0.5, p_yes=p_yes, raw=reply.text)
@@ -174,7 +206,9 @@ class ChatVerifier(_ChatRole, Verifier):
 
     The image precedes the question in every request, so the questions asked
     about one image share a cacheable prefix. Items go to the transport in
-    batches of ``batch_size``.
+    batches of ``batch_size``. The profile sets the image size, the question
+    format and the reading: one token and its log-probabilities, or (``text``)
+    a few tokens whose first word is read.
     """
 
     def __init__(self, chat: ChatModel, *, batch_size: int = 64) -> None:
@@ -182,80 +216,76 @@ class ChatVerifier(_ChatRole, Verifier):
         if batch_size < 1:
             raise InputError("batch_size must be at least 1")
         self.batch_size = batch_size
+        self._use_logprobs = self.profile.yes_no == "logprobs"
+
+    def _request(self, item: VerifyItem) -> ChatRequest:
+        text = self.profile.verify_text(item.question, prompts.verify_prompt(item.question))
+        return ChatRequest(
+            text=text,
+            images=(fit_image(item.image, self.profile),),
+            max_tokens=1 if self._use_logprobs else VERIFY_TEXT_TOKENS,
+            top_logprobs=VERIFY_TOP_LOGPROBS if self._use_logprobs else None,
+        )
 
     def verify(self, items: Sequence[VerifyItem]) -> list[Answer]:
         answers: list[Answer] = []
         for start in range(0, len(items), self.batch_size):
-            batch = items[start : start + self.batch_size]
-            requests = [
-                ChatRequest(
-                    text=prompts.verify_prompt(item.question),
-                    images=(item.image,),
-                    max_tokens=1,
-                    top_logprobs=VERIFY_TOP_LOGPROBS,
-                )
-                for item in batch
-            ]
-            answers.extend(answer_from_reply(r) for r in self._complete(requests))
+            requests = [self._request(item) for item in items[start : start + self.batch_size]]
+            answers.extend(
+                answer_from_reply(r, use_logprobs=self._use_logprobs)
+                for r in self._complete(requests)
+            )
         return answers
 
 
 # --------------------------------------------------------------------------- evaluator
 
 
-def _to_height(image: Image, height: int) -> Image:
-    width = max(1, round(image.width * height / image.height))
-    return image.convert("RGB").resize((width, height), PILImage.Resampling.BICUBIC)
-
-
-def compose_side_by_side(
-    reference: Image | None, candidate: Image, *, max_height: int = 448, gap: int = 16
-) -> Image:
-    """Reference on the left, candidate on the right, both scaled to one height.
-
-    The height is the taller image's, capped at ``max_height``. Without a
-    reference the left panel is blank (white) and as large as the candidate's.
-    A grey ``gap``-pixel bar separates the panels.
-    """
-    tallest = max(candidate.height, reference.height if reference is not None else 0)
-    height = min(max_height, tallest)
-    right = _to_height(candidate, height)
-    if reference is None:
-        left = PILImage.new("RGB", right.size, (255, 255, 255))
-    else:
-        left = _to_height(reference, height)
-    canvas = PILImage.new("RGB", (left.width + gap + right.width, height), (128, 128, 128))
-    canvas.paste(left, (0, 0))
-    canvas.paste(right, (left.width + gap, 0))
-    return canvas
-
-
 class ChatEvaluator(_ChatRole, Evaluator):
     """Stage 3 with a vision-language model judging reference and candidate together.
 
-    The reply must start with ``ANSWER: Yes`` or ``ANSWER: No`` and a short
-    reason; an unparseable reply is not accepted (reason
-    ``"unparseable evaluator reply"``).
+    With the built-in prompts the reply must start with ``ANSWER: Yes`` or
+    ``ANSWER: No`` and a short reason; an unparseable reply is not accepted
+    (reason ``"unparseable evaluator reply"``). ``compose``: one side-by-side
+    image (reference left), or ``separate`` images, which the model's profile
+    must allow (else ``ConfigError``).
     """
 
-    def __init__(self, chat: ChatModel, *, max_tokens: int = 128) -> None:
-        super().__init__(chat)
+    def __init__(
+        self,
+        chat: ChatModel,
+        *,
+        max_tokens: int = 128,
+        compose: Compose = "side_by_side",
+        prompts: PromptBook | None = None,
+    ) -> None:
+        super().__init__(chat, prompts=prompts)
         if max_tokens < 1:
             raise InputError("max_tokens must be at least 1")
+        if compose == "separate" and self.profile.max_images < 2:
+            raise ConfigError(
+                f"evaluator compose=separate sends two images per prompt, but "
+                f"{chat.model_id} (profile {self.profile.name!r}) takes "
+                f"{self.profile.max_images}; use compose=side_by_side "
+                "(IMAGESCOPE_MODELS__EVALUATOR__COMPOSE)"
+            )
         self.max_tokens = max_tokens
+        self.compose: Compose = compose
+
+    def _request(self, item: EvaluationItem) -> ChatRequest:
+        return ChatRequest(
+            text=self.book.evaluate_text(
+                item.instruction, has_reference=item.reference is not None, layout=self.compose
+            ),
+            images=evaluation_images(
+                item.reference, item.candidate, profile=self.profile, compose=self.compose
+            ),
+            max_tokens=self.max_tokens,
+        )
 
     def evaluate(self, items: Sequence[EvaluationItem]) -> list[Evaluation]:
-        requests = [
-            ChatRequest(
-                text=prompts.evaluate_prompt(
-                    item.instruction, has_reference=item.reference is not None
-                ),
-                images=(compose_side_by_side(item.reference, item.candidate),),
-                max_tokens=self.max_tokens,
-            )
-            for item in items
-        ]
-        return [prompts.parse_evaluation(r.text) for r in self._complete(requests)]
+        requests = [self._request(item) for item in items]
+        return [self.book.parse_evaluation(r.text) for r in self._complete(requests)]
 
 
 # --------------------------------------------------------------------------- captioner
@@ -268,15 +298,22 @@ class ChatCaptioner(_ChatRole, Captioner):
     the ingest run can record the failure instead of storing an empty caption.
     """
 
-    def __init__(self, chat: ChatModel, *, max_tokens: int = 96) -> None:
-        super().__init__(chat)
+    def __init__(
+        self, chat: ChatModel, *, max_tokens: int = 96, prompts: PromptBook | None = None
+    ) -> None:
+        super().__init__(chat, prompts=prompts)
         if max_tokens < 1:
             raise InputError("max_tokens must be at least 1")
         self.max_tokens = max_tokens
 
     def caption(self, images: Sequence[Image]) -> list[str]:
+        text = self.book.caption_text()
+        if self.book is BUILTIN and self.profile.caption_text is not None:
+            text = self.profile.caption_text
         requests = [
-            ChatRequest(text=prompts.CAPTION_PROMPT, images=(image,), max_tokens=self.max_tokens)
+            ChatRequest(
+                text=text, images=(fit_image(image, self.profile),), max_tokens=self.max_tokens
+            )
             for image in images
         ]
         captions = [prompts.clean_caption(r.text) for r in self._complete(requests)]

@@ -105,15 +105,17 @@ def build_embedder(settings: EmbedderSettings, *, cache_dir: Path | None = None)
 
 
 def build_chat(role: RoleSettings) -> ChatModel:
-    """The chat transport behind an ``openai`` or ``vllm`` role."""
+    """The chat transport behind an ``openai`` or ``vllm`` role, with its model profile."""
+    from imagescope.models.profiles import profile_for
+
     if role.kind == "openai":
         from imagescope.models.openai_chat import OpenAIChatModel
 
-        return OpenAIChatModel(role.openai)
+        return OpenAIChatModel(role.openai, profile=profile_for(role.openai.model, role.profile))
     if role.kind == "vllm":
         from imagescope.models.vllm_chat import VLLMChatModel
 
-        return VLLMChatModel(role.vllm)
+        return VLLMChatModel(role.vllm, profile=profile_for(role.vllm.model, role.profile))
     raise ConfigError(f"role kind {role.kind!r} has no chat transport; use openai or vllm")
 
 
@@ -129,8 +131,12 @@ def _rule_reasoner(_role: RoleSettings, _embedder: Embedder) -> Reasoner:
 
 def _chat_reasoner(role: RoleSettings, _embedder: Embedder) -> Reasoner:
     from imagescope.models.chat import ChatReasoner
+    from imagescope.models.prompt_files import prompt_book
 
-    return ChatReasoner(build_chat(role))
+    book = prompt_book(role.prompts_dir)
+    if role.max_tokens is None:
+        return ChatReasoner(build_chat(role), prompts=book)
+    return ChatReasoner(build_chat(role), max_tokens=role.max_tokens, prompts=book)
 
 
 def _fake_reasoner(_role: RoleSettings, _embedder: Embedder) -> Reasoner:
@@ -177,11 +183,12 @@ def _learned_evaluator(_role: RoleSettings, _embedder: Embedder) -> Evaluator:
 
 def _chat_evaluator(role: RoleSettings, _embedder: Embedder) -> Evaluator:
     from imagescope.models.chat import ChatEvaluator
+    from imagescope.models.prompt_files import prompt_book
 
-    chat = build_chat(role)
+    chat, book = build_chat(role), prompt_book(role.prompts_dir)
     if role.max_tokens is None:
-        return ChatEvaluator(chat)
-    return ChatEvaluator(chat, max_tokens=role.max_tokens)
+        return ChatEvaluator(chat, compose=role.compose, prompts=book)
+    return ChatEvaluator(chat, max_tokens=role.max_tokens, compose=role.compose, prompts=book)
 
 
 def _fake_evaluator(_role: RoleSettings, _embedder: Embedder) -> Evaluator:
@@ -192,11 +199,12 @@ def _fake_evaluator(_role: RoleSettings, _embedder: Embedder) -> Evaluator:
 
 def _chat_captioner(role: RoleSettings, _embedder: Embedder) -> Captioner:
     from imagescope.models.chat import ChatCaptioner
+    from imagescope.models.prompt_files import prompt_book
 
-    chat = build_chat(role)
+    chat, book = build_chat(role), prompt_book(role.prompts_dir)
     if role.max_tokens is None:
-        return ChatCaptioner(chat)
-    return ChatCaptioner(chat, max_tokens=role.max_tokens)
+        return ChatCaptioner(chat, prompts=book)
+    return ChatCaptioner(chat, max_tokens=role.max_tokens, prompts=book)
 
 
 def _fake_captioner(_role: RoleSettings, _embedder: Embedder) -> Captioner:

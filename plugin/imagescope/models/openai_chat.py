@@ -5,6 +5,11 @@ data URLs placed before the text; requests of one batch run concurrently
 (at most ``endpoint.max_concurrency`` at a time); timeouts, 429 and 5xx
 answers are retried with exponential backoff (``endpoint.max_retries`` times)
 and then raise ``ModelBackendError`` carrying the server's message.
+
+The model's profile (:mod:`.profiles`) bounds the images per request, adds its
+stop tokens as ``stop`` strings and, for raw-prompt models served with one of
+the shipped ``--chat-template`` files, folds a system prompt into the user text
+exactly as the in-process backend renders it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from tenacity import (
 from imagescope.errors import ConfigError, ModelBackendError
 from imagescope.ingest.images import image_to_data_url
 from imagescope.models.base import ChatModel, ChatReply, ChatRequest
+from imagescope.models.profiles import ModelProfile, profile_for
 from imagescope.models.prompts import add_logprob
 from imagescope.settings import ChatEndpoint
 
@@ -95,8 +101,10 @@ class OpenAIChatModel(ChatModel):
     """An OpenAI-compatible chat endpoint; greedy decoding (temperature 0).
 
     ``client`` replaces the internal ``httpx.Client`` (tests, custom TLS);
-    ``retry_wait_s`` is the first backoff delay (it doubles per retry, jittered).
-    Raises ``ConfigError`` when no model name is set.
+    ``retry_wait_s`` is the first backoff delay (it doubles per retry, jittered);
+    ``profile`` defaults to the one matching ``endpoint.model``.
+    Raises ``ConfigError`` when no model name is set, or when a request carries
+    more images than the profile allows (before anything is sent).
     """
 
     def __init__(
@@ -105,6 +113,7 @@ class OpenAIChatModel(ChatModel):
         *,
         client: httpx.Client | None = None,
         retry_wait_s: float = 0.5,
+        profile: ModelProfile | None = None,
     ) -> None:
         if not endpoint.model.strip():
             raise ConfigError(
@@ -113,6 +122,7 @@ class OpenAIChatModel(ChatModel):
                 "name the server serves"
             )
         self.endpoint = endpoint
+        self.profile = profile or profile_for(endpoint.model)
         self.model_id = f"openai:{endpoint.model}@{endpoint.base_url}"
         self._headers = {"Content-Type": "application/json"}
         if endpoint.api_key is not None:
@@ -132,6 +142,8 @@ class OpenAIChatModel(ChatModel):
     # ------------------------------------------------------------------ public
 
     def complete(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
+        for request in requests:
+            self.profile.check_images(len(request.images), self.model_id)
         if len(requests) <= 1:
             return [self._complete_one(r) for r in requests]
         errors: list[Exception] = []
@@ -168,27 +180,41 @@ class OpenAIChatModel(ChatModel):
 
     # ------------------------------------------------------------------ one request
 
-    def _payload(self, request: ChatRequest, *, json_mode: bool) -> dict[str, Any]:
+    def _messages(self, request: ChatRequest) -> list[dict[str, Any]]:
+        system, text = request.system, request.text
+        profile = self.profile
+        if system and profile.prompt_format == "raw" and "{system}" not in profile.template:
+            text = f"{system.strip()}\n\n{text}"
+            system = None
         messages: list[dict[str, Any]] = []
-        if request.system:
-            messages.append({"role": "system", "content": request.system})
+        if system:
+            messages.append({"role": "system", "content": system})
         if request.images:
-            content: str | list[dict[str, Any]] = [
+            images = [
                 {"type": "image_url", "image_url": {"url": image_to_data_url(image)}}
                 for image in request.images
-            ] + [{"type": "text", "text": request.text}]
+            ]
+            parts = [{"type": "text", "text": text}]
+            content: str | list[dict[str, Any]] = (
+                images + parts if profile.images_first else parts + images
+            )
         else:
-            content = request.text
+            content = text
         messages.append({"role": "user", "content": content})
+        return messages
+
+    def _payload(self, request: ChatRequest, *, json_mode: bool) -> dict[str, Any]:
         payload: dict[str, Any] = {
             "model": self.endpoint.model,
-            "messages": messages,
+            "messages": self._messages(request),
             "max_tokens": request.max_tokens,
             "temperature": 0.0,
         }
         if request.top_logprobs:
             payload["logprobs"] = True
             payload["top_logprobs"] = request.top_logprobs
+        if self.profile.stop_tokens:
+            payload["stop"] = list(self.profile.stop_tokens)
         if json_mode:
             payload["response_format"] = {"type": "json_object"}
         return payload

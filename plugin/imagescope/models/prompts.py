@@ -16,7 +16,7 @@ import logging
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import json_repair
 
@@ -143,9 +143,21 @@ def verify_prompt(question: str) -> str:
 # --------------------------------------------------------------------------- stage 3: evaluation
 
 
-def evaluate_prompt(instruction: str, *, has_reference: bool) -> str:
-    """Text that follows the side-by-side image (reference left, candidate right)."""
-    if has_reference:
+def evaluate_prompt(
+    instruction: str,
+    *,
+    has_reference: bool,
+    layout: Literal["side_by_side", "separate"] = "side_by_side",
+) -> str:
+    """Text that follows the evaluation image(s).
+
+    ``side_by_side``: one image, reference left and candidate right (a blank
+    left panel without a reference). ``separate``: the reference image, then
+    the candidate image (the candidate alone without a reference).
+    """
+    if layout == "separate":
+        setup = _separate_setup(instruction, has_reference=has_reference)
+    elif has_reference:
         setup = (
             "The image shows two photos side by side. LEFT: the reference photo the user "
             "started from. RIGHT: a candidate search result.\n"
@@ -162,6 +174,22 @@ def evaluate_prompt(instruction: str, *, has_reference: bool) -> str:
     return (
         f'{setup}\nStart your reply with exactly "ANSWER: Yes" or "ANSWER: No", then give '
         "one short sentence with the main reason."
+    )
+
+
+def _separate_setup(instruction: str, *, has_reference: bool) -> str:
+    if has_reference:
+        return (
+            "You see two photos. The FIRST is the reference photo the user started from; "
+            "the SECOND is a candidate search result.\n"
+            f'The user asked for the reference photo changed like this: "{instruction.strip()}"\n'
+            "Does the SECOND photo make every requested change while keeping what the request "
+            "does not change?"
+        )
+    return (
+        "The photo is a candidate search result.\n"
+        f'The user is looking for: "{instruction.strip()}"\n'
+        "Does the photo show what the user is looking for?"
     )
 
 
@@ -251,6 +279,11 @@ _KIND_ALIASES: dict[str, EditKind] = {
 }
 
 
+def edit_kind(name: str) -> EditKind | None:
+    """An edit kind from a model's word for it ("Addition", "remove", ...); None if unknown."""
+    return _KIND_ALIASES.get(name.strip().lower())
+
+
 def _parse_edit(raw: Any) -> AtomicEdit | None:
     if not isinstance(raw, dict):
         return None
@@ -291,6 +324,11 @@ def _expected(value: Any) -> bool | None:
         return value
     word = str(value).strip().strip(".!").lower()
     return True if word in _TRUTHY else False if word in _FALSY else None
+
+
+expected_answer = _expected
+text_items = _text_items
+excerpt = _excerpt
 
 
 def parse_propositions(text: str, *, max_propositions: int) -> list[Proposition]:
