@@ -41,12 +41,12 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the Redis/worker launchers live with the test fixtures
 
-from imagescope.engine import Engine  # noqa: E402
+import imagescope  # noqa: E402
 from imagescope.jobs.base import JobBackend  # noqa: E402
 from imagescope.jobs.batching import BatchingVerifier  # noqa: E402
 from imagescope.jobs.cache import RedisAnswerCache  # noqa: E402
 from imagescope.jobs.celery_backend import CeleryJobBackend  # noqa: E402
-from imagescope.jobs.fakes import HashVerifier, scripted_components  # noqa: E402
+from imagescope.jobs.fakes import HashVerifier  # noqa: E402
 from imagescope.jobs.inprocess import InProcessJobBackend  # noqa: E402
 from imagescope.jobs.redis_store import connect  # noqa: E402
 from imagescope.models.base import VerifyItem  # noqa: E402
@@ -221,8 +221,8 @@ def main() -> None:
 
 def run(cluster: JobCluster, args: argparse.Namespace) -> dict[str, Any]:
     settings = cluster.settings(IMAGESCOPE_JOBS__REQUEUE_AFTER_S="120")
-    engine = Engine.from_settings(settings)  # type: ignore[arg-type]
-    components = scripted_components(engine.components, settings)  # type: ignore[arg-type]
+    engine = imagescope.open(settings)  # type: ignore[arg-type]  # the hook: scripted roles
+    components = engine.components
 
     def requests(salt: str, n: int, given: list[str] | None = None) -> list[RerankRequest]:
         queries = [TextQuery(text=t) for t in (given or texts(n, salt))]

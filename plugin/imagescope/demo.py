@@ -14,7 +14,6 @@ trained on synthetic catalogs (``bundled:synthetic``; no download).
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from rich.console import Console
@@ -59,20 +58,14 @@ def choose_embedder(settings: Settings) -> DemoEmbedder:
     )
 
 
-def first_hit(ranking: Sequence[str], truth: Collection[str]) -> int | None:
-    """1-based rank of the first id in ``truth``; None when none is ranked."""
-    return next((rank for rank, i in enumerate(ranking, start=1) if i in truth), None)
-
-
 def _outcome(engine: Engine, query: SyntheticQuery, stages: list[int]) -> DemoOutcome:
     result = engine.search(query.query, stages=stages)
     truth = set(query.ground_truth)
-    stage1_order = sorted(result.candidates, key=lambda c: c.stage1_rank)
     return DemoOutcome(
         query=query,
         result=result,
-        first_hit_stage1=first_hit([c.id for c in stage1_order], truth),
-        first_hit_final=first_hit([c.id for c in result.candidates], truth),
+        first_hit_stage1=result.rank_of(truth, by_stage1=True),
+        first_hit_final=result.rank_of(truth),
     )
 
 

@@ -23,8 +23,16 @@ from imagescope.errors import InputError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.fusion import ScoredHit, fused_search
 from imagescope.pipeline.rerank import rerank
-from imagescope.pipeline.stage1 import run_stage1
-from imagescope.schemas import Query, RerankRequest, SearchResult, TextQuery
+from imagescope.pipeline.stage1 import fallback_intent, instruction_of, run_stage1
+from imagescope.schemas import (
+    Candidate,
+    ComposedQuery,
+    Query,
+    RerankRequest,
+    SearchResult,
+    TextQuery,
+    Trace,
+)
 from imagescope.settings import ImageLimits, PipelineSettings
 
 if TYPE_CHECKING:
@@ -152,6 +160,27 @@ class Engine:
             request = self.rerank_request(query, results[-1], stages=[stage])
             results.append(self.rerank(request))
         return results
+
+    def clip_baseline(self, query: Query | str, *, limit: int | None = None) -> SearchResult:
+        """Plain CLIP, the reference the method is measured against: the raw query text
+        (after the reference caption, for a composed query) against image vectors only;
+        no reasoning, no caption fusion, no filters. The reference never ranks."""
+        query = as_query(query)
+        limit = self.request_settings(limit=limit).limit
+        store, text = self.components.store, instruction_of(query)
+        exclude: set[str] = set()
+        if isinstance(query, ComposedQuery) and query.reference.id:
+            exclude = {query.reference.id}
+            records = store.get([query.reference.id])
+            text = fallback_intent(text, records[0].caption if records else None).descriptions[0]
+        vector = self.components.embedder.embed_texts([text])
+        hits = store.knn("image", vector, k=limit + len(exclude))[0] if store.dim else []
+        kept = [h for h in hits if h.id not in exclude][:limit]
+        candidates = [
+            Candidate(id=h.id, score=h.score, image_score=h.score, stage1_rank=rank)
+            for rank, h in enumerate(kept, start=1)
+        ]
+        return SearchResult(candidates=candidates, trace=Trace(models=self.model_ids()))
 
     # ------------------------------------------------------------------ catalog
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -198,6 +199,15 @@ class SearchResult(BaseModel):
     #: Which stages produced this order (1, 2, 3).
     stages: list[int] = Field(default_factory=lambda: [1])
     job: JobRef | None = None
+
+    def rank_of(self, ids: Collection[str], *, by_stage1: bool = False) -> int | None:
+        """1-based rank of the first candidate whose id is in ``ids`` (None: none is).
+
+        ``by_stage1``: the rank in the stage-1 order instead of this result's.
+        """
+        order = sorted(self.candidates, key=lambda c: c.stage1_rank) if by_stage1 else None
+        ranked = order if order is not None else self.candidates
+        return next((rank for rank, c in enumerate(ranked, start=1) if c.id in ids), None)
 
 
 class RerankRequest(BaseModel):

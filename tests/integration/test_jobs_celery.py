@@ -22,11 +22,11 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
+import imagescope
 from imagescope.api import create_app
 from imagescope.engine import Engine
 from imagescope.jobs.base import JobRecord
 from imagescope.jobs.celery_backend import CeleryJobBackend
-from imagescope.jobs.fakes import scripted_components
 from imagescope.jobs.redis_store import RedisJobStore
 from imagescope.jobs.webhook import SIGNATURE_HEADER, verify_signature
 from imagescope.pipeline.rerank import rerank
@@ -109,8 +109,7 @@ class Service:
 def service(job_cluster: JobCluster) -> Iterator[Service]:
     settings = job_cluster.settings(IMAGESCOPE_JOBS__WEBHOOK_SECRET=SECRET)
     assert isinstance(settings, Settings)
-    engine = Engine.from_settings(settings)
-    engine.components = scripted_components(engine.components, settings)
+    engine = imagescope.open(settings)  # applies the scripted components hook, as workers do
     # The reconciler under test is the workers'; this process only submits and reads.
     jobs = CeleryJobBackend.from_settings(settings.jobs, reconcile=False)
     client = TestClient(create_app(engine, jobs, settings))

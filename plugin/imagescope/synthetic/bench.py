@@ -38,24 +38,12 @@ from typing import Any, Literal
 from tqdm import tqdm
 
 from imagescope.engine import Engine
-from imagescope.eval.harness import staged_results
-from imagescope.eval.metrics import check_unique, first_rank
-from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
-from imagescope.models.factory import build_evaluator, build_reasoner, build_verifier
-from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImageSource
-from imagescope.pipeline.stage1 import fallback_intent, instruction_of
-from imagescope.schemas import ComposedQuery, SearchResult, StageName
-from imagescope.settings import (
-    EmbeddedStoreSettings,
-    ImageLimits,
-    PipelineSettings,
-    RoleSettings,
-    StoreSettings,
-)
+from imagescope.schemas import SearchResult, StageName
+from imagescope.settings import EmbeddedStoreSettings, ImageLimits, Settings
 from imagescope.store.base import VectorStore
-from imagescope.store.factory import build_store
+from imagescope.store.embedded import EmbeddedStore
 from imagescope.store.memory import MemoryStore
 from imagescope.synthetic.catalog import make_catalog, write_catalog
 from imagescope.synthetic.queries import KINDS, SyntheticQuery, make_queries
@@ -81,11 +69,22 @@ class BenchConfig:
     n_per_kind: int = 50
     query_seed: int = 0
     store: Literal["embedded", "memory"] = "embedded"
-    top_k: int = 20
-    alpha: int = 3
-    limit: int = 100
-    tau: float = 0.15
+    #: Overrides of the method's knobs (``PipelineSettings``; None: the settings' value).
+    top_k: int | None = None
+    alpha: int | None = None
+    limit: int | None = None
+    tau: float | None = None
     ks: tuple[int, ...] = (1, 5, 10)
+
+    def settings(self) -> Settings:
+        """The CPU backends (rule reasoner, CLIP judges) with this config's knobs."""
+        knobs = {"top_k": self.top_k, "alpha": self.alpha, "limit": self.limit, "tau": self.tau}
+        return Settings.model_validate(
+            {
+                "models": {"reasoner": {"kind": "rule"}, "verifier": {"kind": "clip"}},
+                "pipeline": {k: v for k, v in knobs.items() if v is not None},
+            }
+        )
 
 
 @dataclass
@@ -112,11 +111,9 @@ def ingest_catalog(
     if config.store == "memory":
         store = MemoryStore()
     else:
-        embedded = EmbeddedStoreSettings(path=work_dir / "store")
-        store = build_store(StoreSettings(kind="embedded", embedded=embedded))
-    report = ingest(
-        read_table(csv_path), store=store, embedder=embedder, limits=limits, progress=False
-    )
+        store = EmbeddedStore(EmbeddedStoreSettings(path=work_dir / "store"))
+    engine = build_engine(store, limits, config=config, embedder=embedder)
+    report = engine.ingest(read_table(csv_path), limits=limits, progress=False)
     report.raise_for_failures()
     log.info("ingested %d images in %.1fs", report.ok, report.seconds)
     return store, limits
@@ -126,19 +123,9 @@ def build_engine(
     store: VectorStore, limits: ImageLimits, *, config: BenchConfig, embedder: Embedder
 ) -> Engine:
     """The engine over the CPU backends: rule reasoner, CLIP verifier and evaluator."""
-    components = Components(
-        embedder=embedder,
-        store=store,
-        reasoner=build_reasoner(RoleSettings(kind="rule")),
-        images=StoreImageSource(store, limits),
-        verifier=build_verifier(RoleSettings(kind="clip"), embedder),
-        evaluator=build_evaluator(RoleSettings(kind="clip"), embedder),
-        cache=MemoryAnswerCache(),
-    )
-    pipeline = PipelineSettings(
-        tau=config.tau, top_k=config.top_k, alpha=config.alpha, limit=config.limit
-    )
-    return Engine(components, pipeline)
+    from imagescope.wiring import open as open_engine
+
+    return open_engine(config.settings(), embedder=embedder, store=store, limits=limits)
 
 
 def _stage_cost(
@@ -161,23 +148,7 @@ def _stage_cost(
 
 
 def _rank(result: SearchResult, query: SyntheticQuery) -> int | None:
-    ranking = [c.id for c in result.candidates]
-    check_unique(ranking, query=query.id)
-    return first_rank(ranking, set(query.ground_truth))
-
-
-def baseline_ranking(engine: Engine, query: SyntheticQuery) -> list[str]:
-    """Plain CLIP: the raw query text (after the reference caption) against image vectors."""
-    components, limit = engine.components, engine.pipeline.limit
-    text, exclude = instruction_of(query.query), set()
-    if isinstance(query.query, ComposedQuery) and query.query.reference.id:
-        exclude = {query.query.reference.id}
-        records = components.store.get(sorted(exclude))
-        caption = records[0].caption if records else None
-        text = fallback_intent(text, caption).descriptions[0]
-    vector = components.embedder.embed_texts([text])
-    hits = components.store.knn("image", vector, k=limit + len(exclude))[0]
-    return [h.id for h in hits if h.id not in exclude][:limit]
+    return result.rank_of(set(query.ground_truth))
 
 
 def _mean_or_none(values: Sequence[float]) -> float | None:
@@ -203,12 +174,9 @@ def judge_signal(
 
 def run_query(engine: Engine, query: SyntheticQuery) -> QueryOutcome:
     """The CLIP baseline; stage 1, then 2 on its result, then 3 on stage 2's result."""
-    staged = staged_results(engine, query.query, stages=[1, 2, 3])
-    first, second, third = (staged[name] for name in STAGE_SETS)
+    first, second, third = engine.staged(query.query, stages=[1, 2, 3])
     outcome = QueryOutcome(id=query.id, kind=query.kind, ground_truth=len(query.ground_truth))
-    baseline = baseline_ranking(engine, query)
-    check_unique(baseline, query=query.id)
-    outcome.ranks[BASELINE] = first_rank(baseline, set(query.ground_truth))
+    outcome.ranks[BASELINE] = _rank(engine.clip_baseline(query.query), query)
     for name, result in zip(STAGE_SETS, (first, second, third), strict=True):
         outcome.ranks[name] = _rank(result, query)
     outcome.signal = judge_signal(query, verified=second, evaluated=third)
@@ -290,7 +258,7 @@ def run_benchmark(
         engine.close()
     report = {
         "config": {**asdict(config), "ks": list(config.ks)},
-        "models": engine.components.model_ids(),
+        "models": engine.model_ids(),
         "ingest_seconds": round(ingest_seconds, 2),
         "total_seconds": round(time.perf_counter() - start, 2),
         **summarise(outcomes, config),
