@@ -205,7 +205,8 @@ def build_catalog(folder: Path, *, n: int = 120, size: int = 128, seed: int = 7)
     settings = Settings(
         _env_file=None,  # type: ignore[call-arg]
         store=StoreSettings(embedded=EmbeddedStoreSettings(path=folder / "index")),
-        images=ImageLimits(allowed_roots=[folder]),
+        # The page's image-URL tests serve the images from a loopback host.
+        images=ImageLimits(allowed_roots=[folder], allow_private_urls=True),
         pipeline=PipelineSettings(top_k=20, alpha=3, limit=100),
     )
     embedder = DrawnCatalogEmbedder(texts)
@@ -238,3 +239,19 @@ def build_catalog(folder: Path, *, n: int = 120, size: int = 128, seed: int = 7)
     )
     engine = Engine(components, settings.pipeline)
     return ServedCatalog(folder, {i.id: i for i in items}, engine, settings)
+
+
+def build_empty_catalog(folder: Path, like: ServedCatalog) -> ServedCatalog:
+    """A catalog with no images yet: ``like``'s models over a new, empty store."""
+    settings = like.settings.model_copy(
+        update={"store": StoreSettings(embedded=EmbeddedStoreSettings(path=folder / "index"))}
+    )
+    store = EmbeddedStore(settings.store.embedded)
+    store.ensure(like.engine.components.embedder.dim)
+    components = dataclasses.replace(
+        like.engine.components,
+        store=store,
+        images=StoreImageSource(store, settings.images),
+        cache=MemoryAnswerCache(),
+    )
+    return ServedCatalog(folder, {}, Engine(components, settings.pipeline), settings)

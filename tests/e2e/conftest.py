@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from imagescope.jobs.base import JobBackend
-from tests.e2e.catalog import ServedCatalog, build_catalog
+from tests.e2e.catalog import ServedCatalog, build_catalog, build_empty_catalog
 from tests.fixtures.services import service_missing
 
 CHROMIUM = os.environ.get("IMAGESCOPE_TEST_CHROMIUM", "/usr/bin/chromium")
@@ -109,6 +109,41 @@ def server_factory(
 @pytest.fixture(scope="session")
 def live_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     return server_factory(verify_delay_s=VERIFY_DELAY_S)
+
+
+@pytest.fixture(scope="session")
+def empty_server(
+    served_catalog: ServedCatalog, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[LiveServer]:
+    """A server over a catalog nothing was ingested into yet."""
+    from imagescope.jobs.factory import build_job_backend, job_components
+
+    empty = build_empty_catalog(tmp_path_factory.mktemp("e2e-empty"), served_catalog)
+    settings = empty.settings
+    jobs = build_job_backend(settings, job_components(empty.engine.components, settings))
+    live = start_server(empty, jobs)
+    yield live
+    live.stop()
+    empty.engine.close()
+
+
+@pytest.fixture(scope="session")
+def image_host(served_catalog: ServedCatalog) -> Iterator[str]:
+    """A plain HTTP server (another origin) serving the catalog folder; yields its URL."""
+    import functools
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: Any) -> None:
+            pass
+
+    handler = functools.partial(Quiet, directory=str(served_catalog.folder))
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    server.shutdown()
+    server.server_close()
 
 
 @pytest.fixture(scope="session")
