@@ -130,22 +130,48 @@ class FieldMapping(BaseModel):
     #: Object field holding the filterable metadata; "" means the metadata fields
     #: are top-level (every field that is not one of the four above).
     metadata: str = "metadata"
+    #: A text field of the user's index read as the caption where ImageScope's own
+    #: ``caption`` is empty (e.g. ``title``); never written.
+    text: str = ""
+
+
+#: Space types each k-NN engine of OpenSearch 2.19 accepts for HNSW fields.
+KNN_ENGINE_SPACES: dict[str, frozenset[str]] = {
+    "lucene": frozenset({"l2", "cosinesimil", "innerproduct"}),
+    "faiss": frozenset({"l2", "cosinesimil", "innerproduct", "hamming"}),
+    "nmslib": frozenset({"l2", "l1", "linf", "cosinesimil", "innerproduct"}),
+}
+KnnEngine = Literal["lucene", "faiss", "nmslib"]
+KnnSpace = Literal["l2", "l1", "linf", "cosinesimil", "innerproduct", "hamming"]
 
 
 class OpenSearchSettings(BaseModel):
-    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"])
+    #: Several nodes of one cluster: requests go round-robin and move on from a dead one.
+    hosts: list[str] = Field(default_factory=lambda: ["http://127.0.0.1:9200"], min_length=1)
+    #: Discover the cluster's other nodes (at start and when a node fails).
+    sniff: bool = False
     username: str | None = None
     password: SecretStr | None = None
     verify_certs: bool = True
-    #: The alias searched and written; the concrete index is ``<alias>-v<N>``.
+    #: The alias (or adopted index) searched and written; an index created here is
+    #: ``<alias>-v<N>`` behind it (``imagescope opensearch create-index``).
     index: str = "imagescope-catalog"
-    engine: Literal["lucene", "faiss"] = "lucene"
-    space_type: Literal["cosinesimil", "innerproduct"] = "cosinesimil"
+    #: HNSW method of the fields ImageScope creates (adopted fields keep theirs).
+    engine: KnnEngine = "lucene"
+    space_type: KnnSpace = "cosinesimil"
     hnsw_m: int = Field(default=16, ge=2)
     ef_construction: int = Field(default=128, ge=8)
     ef_search: int = Field(default=100, ge=8)
     fields: FieldMapping = Field(default_factory=FieldMapping)
+    #: Seconds one HTTP request may take.
     timeout_s: float = Field(default=30.0, gt=0)
+    #: Total seconds one store call may spend retrying transient failures.
+    budget_s: float = Field(default=60.0, gt=0)
+    #: Total seconds one call keeps retrying when no node can be reached at all.
+    connect_budget_s: float = Field(default=1.5, gt=0)
+    #: Search pipeline sent with ImageScope's own searches ("_none": bypass the
+    #: index's default pipeline, so user pipelines never see them).
+    search_pipeline: str = "_none"
     max_retries: int = Field(default=5, ge=0)
     bulk_chunk_size: int = Field(default=500, ge=1)
     #: First wait between retries of a transient failure (doubles each time, max 30 s).
@@ -155,6 +181,16 @@ class OpenSearchSettings(BaseModel):
     #: Used when this store creates an index (not for adopted ones).
     number_of_shards: int = Field(default=1, ge=1)
     number_of_replicas: int = Field(default=1, ge=0)
+
+    @model_validator(mode="after")
+    def _engine_knows_space(self) -> OpenSearchSettings:
+        allowed = KNN_ENGINE_SPACES[self.engine]
+        if self.space_type not in allowed:
+            raise ValueError(
+                f"the {self.engine} engine does not support space_type {self.space_type!r}; "
+                f"it supports {', '.join(sorted(allowed))}"
+            )
+        return self
 
 
 class EmbeddedStoreSettings(BaseModel):
