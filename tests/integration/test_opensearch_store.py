@@ -296,8 +296,11 @@ def test_a_store_needs_its_index_before_writing(opensearch_store_factory, opense
     store = OpenSearchStore(settings)
     assert store.count() == 0 and store.get(["x"]) == [] and store.metadata_fields() == set()
     assert store.knn("image", unit_vectors(2, seed=20), k=3) == [[], []]
-    with pytest.raises(ConfigError, match=r"call ensure\(dim\) first"):
+    with pytest.raises(ConfigError, match=r"no index or alias.*create-index"):
         store.upsert(catalog(unit_vectors(1, seed=21)))
+    with pytest.raises(ConfigError, match=r"no index or alias"):
+        store.ensure(DIM)
+    assert not store.client.indices.exists(index=settings.index)  # nothing was created
     store.close()
 
 
@@ -388,8 +391,16 @@ def test_adopt_an_existing_index_and_backfill_captions(opensearch_store_factory,
         "uri": "link",
         "metadata": "",
     }
-    store = opensearch_store_factory(DIM, index=name, fields=fields)
+    store = opensearch_store_factory(DIM, index=name, fields=fields, create=False)
+    store.ensure(DIM)  # read-only: validates, adds nothing
+    before = store.client.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    assert "caption_emb" not in before
+    index, plan = store.adoption_plan()
+    assert index == name and sorted(plan) == ["caption_emb", "generated_caption"]
+    assert plan["caption_emb"]["method"] == before["img_emb"]["method"]  # same engine/space
+    assert store.adopt() == (name, plan)
     props = store.client.indices.get_mapping(index=name)[name]["mappings"]["properties"]
+    assert {k: v for k, v in props.items() if k not in plan} == before
     assert props["caption_emb"]["dimension"] == DIM and props["img_emb"]["dimension"] == DIM
     assert store.metadata_fields() == {"title", "brand", "price"}
     assert store.count() == 20

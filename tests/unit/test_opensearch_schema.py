@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
 from opensearchpy.exceptions import TransportError
+from pydantic import ValidationError
 
 from imagescope.errors import (
     BackendError,
@@ -17,13 +20,15 @@ from imagescope.errors import (
 )
 from imagescope.settings import FieldMapping, OpenSearchSettings
 from imagescope.store.mappings import (
+    caption_additions,
     check_metadata,
     check_record_id,
+    exact_similarity,
     filter_query,
     load_catalog_template,
     read_layout,
     render_catalog_index,
-    score_to_cosine,
+    score_to_similarity,
 )
 from imagescope.store.opensearch_client import Requester, chunked
 
@@ -110,18 +115,67 @@ def test_layout_refuses_fields_it_cannot_search():
 
 
 @pytest.mark.parametrize(
-    ("space", "score", "cosine"),
+    ("space", "engine", "score", "similarity"),
     [
-        ("cosinesimil", 1.0, 1.0),
-        ("cosinesimil", 0.25, -0.5),
-        ("innerproduct", 1.5, 0.5),
-        ("innerproduct", 0.5, -1.0),
-        ("l2", 1.0, 1.0),  # distance 0
-        ("l2", 1 / 3, 0.0),  # squared distance 2
+        ("cosinesimil", "lucene", 1.0, 1.0),
+        ("cosinesimil", "lucene", 0.25, -0.5),
+        ("cosinesimil", "nmslib", 0.5, -0.5),
+        ("innerproduct", "lucene", 1.5, 0.5),
+        ("innerproduct", "faiss", 0.5, -1.0),
+        ("innerproduct", "lucene", 5.0, 4.0),  # non-unit vectors: the raw inner product
+        ("l2", "lucene", 1.0, 1.0),  # distance 0
+        ("l2", "lucene", 1 / 3, 0.0),  # squared distance 2
+        ("l1", "nmslib", 0.25, -3.0),
+        ("linf", "nmslib", 0.5, -1.0),
     ],
 )
-def test_scores_turn_back_into_cosines(space, score, cosine):
-    assert score_to_cosine(score, space) == pytest.approx(cosine)
+def test_scores_turn_back_into_exact_similarities(space, engine, score, similarity):
+    assert score_to_similarity(score, space, engine) == pytest.approx(similarity)
+
+
+@pytest.mark.parametrize("space", ["cosinesimil", "innerproduct", "l2", "l1", "linf"])
+def test_exact_similarity_inverts_the_plugin_score(space):
+    """The plugin's documented score formula, then back: the numpy similarity again."""
+    rng = np.random.default_rng(0)
+    vectors, query = rng.normal(size=(5, 4)) * 3, rng.normal(size=4) * 2
+    sims = exact_similarity(vectors, query, space)
+    if space == "cosinesimil":
+        scores = (1 + sims) / 2
+    elif space == "innerproduct":
+        scores = np.where(sims >= 0, 1 + sims, 1 / (1 - sims))
+    elif space == "l2":
+        scores = 1 / (1 + 2 * (1 - sims))
+    else:
+        scores = 1 / (1 - sims)
+    back = [score_to_similarity(float(s), space, "lucene") for s in scores]
+    np.testing.assert_allclose(back, sims, rtol=1e-9)
+
+
+def test_settings_express_every_engine_and_refuse_unsupported_spaces():
+    for engine, space in [("nmslib", "l1"), ("faiss", "l2"), ("lucene", "innerproduct")]:
+        assert OpenSearchSettings(engine=engine, space_type=space).engine == engine
+    with pytest.raises(ValidationError, match="lucene engine does not support space_type 'l1'"):
+        OpenSearchSettings(engine="lucene", space_type="l1")
+
+
+def test_adoption_plan_copies_the_image_fields_method():
+    method = {"name": "hnsw", "engine": "nmslib", "space_type": "l2", "parameters": {"m": 24}}
+    props = {
+        "clip_emb": {"type": "knn_vector", "dimension": 4, "method": method},
+        "title": {"type": "text"},
+        "img_path": {"type": "keyword"},
+    }
+    settings = OpenSearchSettings(
+        fields={"image_vector": "clip_emb", "uri": "img_path", "metadata": "", "text": "title"}
+    )
+    plan = caption_additions(settings, read_layout(props, settings.fields))
+    assert plan == {
+        "caption_vector": {"type": "knn_vector", "dimension": 4, "method": method},
+        "caption": {"type": "text"},
+    }
+    layout = read_layout({**props, **plan}, settings.fields)
+    assert caption_additions(settings, layout) == {}
+    assert not layout.managed and "title" not in layout.filter_paths
 
 
 def test_filters_become_a_bool_filter_over_mapped_paths():
@@ -177,8 +231,9 @@ class Flaky:
         return "answer"
 
 
-def requester(max_retries: int = 3) -> Requester:
-    settings = OpenSearchSettings(max_retries=max_retries, retry_backoff_s=0.001)
+def requester(max_retries: int = 3, **overrides: float) -> Requester:
+    values = {"retry_backoff_s": 0.001, **overrides}
+    settings = OpenSearchSettings(max_retries=max_retries, **values)
     return Requester(client=None, settings=settings)  # type: ignore[arg-type]
 
 
@@ -205,3 +260,13 @@ def test_permanent_failures_are_not_retried():
     with pytest.raises(ConfigError, match="password"):
         requester().call("search", denied)
     assert requester().call_or_none("read", Flaky(TransportError(404, "index_not_found"))) is None
+
+
+def test_an_unreachable_cluster_fails_within_the_connect_budget():
+    flaky = Flaky(*(OSConnectionError("N/A", "refused", None) for _ in range(100)))
+    slow = requester(max_retries=50, retry_backoff_s=0.2, connect_budget_s=1.0)
+    started = time.monotonic()
+    with pytest.raises(StoreUnavailableError, match="cannot be reached"):
+        slow.call("search", flaky)
+    assert time.monotonic() - started < 2.0
+    assert 2 <= flaky.calls < 10

@@ -32,8 +32,8 @@ from imagescope.settings import FieldMapping, OpenSearchSettings
 
 #: The mapping version this code writes.
 CATALOG_MAPPING_VERSION = 1
-#: Spaces whose scores can be turned back into cosine similarity (unit vectors).
-SUPPORTED_SPACES = frozenset({"cosinesimil", "innerproduct", "l2"})
+#: Spaces whose scores can be turned back into an exact similarity of float vectors.
+SUPPORTED_SPACES = frozenset({"cosinesimil", "innerproduct", "l2", "l1", "linf"})
 #: The k-NN plugin's default space when a mapping names none.
 DEFAULT_SPACE = "l2"
 _TEMPLATE_FIELDS = FieldMapping()
@@ -46,6 +46,8 @@ class VectorFieldInfo:
     dim: int
     space_type: str
     engine: str | None = None
+    #: The field's ``method`` as the mapping states it (copied for companion fields).
+    method: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -58,6 +60,10 @@ class CatalogLayout:
     filter_paths: dict[str, str] = field(default_factory=dict)
     #: Catalog fields (settings names) that the mapping lacks.
     missing: tuple[str, ...] = ()
+    #: Created by ImageScope (``_meta.imagescope_mapping``), not adopted.
+    managed: bool = False
+    #: Every field path the mapping declares (dotted), to refuse dynamic fields.
+    declared: frozenset[str] = frozenset()
 
 
 def load_catalog_template(version: int = CATALOG_MAPPING_VERSION) -> dict[str, Any]:
@@ -75,6 +81,11 @@ def load_catalog_template(version: int = CATALOG_MAPPING_VERSION) -> dict[str, A
 
 def vector_mapping(settings: OpenSearchSettings, dim: int) -> dict[str, Any]:
     """One ``knn_vector`` field with the HNSW method chosen in settings."""
+    if settings.space_type == "hamming":
+        raise ConfigError(
+            "space_type 'hamming' is for binary vectors; CLIP vectors are float: choose "
+            "cosinesimil, innerproduct or l2"
+        )
     return {
         "type": "knn_vector",
         "dimension": dim,
@@ -119,14 +130,36 @@ def render_catalog_index(
     return body
 
 
-def caption_additions(
-    settings: OpenSearchSettings, layout: CatalogLayout, dim: int
-) -> dict[str, Any]:
-    """Properties to add to an adopted index so captions can be backfilled."""
+def caption_vector_mapping(image: VectorFieldInfo) -> dict[str, Any]:
+    """The caption vector field for an index whose image field is ``image``.
+
+    It copies the image field's method (engine, space, parameters), so the two
+    fields always share an engine the index already uses: no lucene field in a
+    faiss/nmslib index, and scores of both fields in the same space.
+    """
+    spec: dict[str, Any] = {"type": "knn_vector", "dimension": image.dim}
+    if image.method:
+        spec["method"] = copy.deepcopy(image.method)
+    else:
+        spec["space_type"] = image.space_type
+    return spec
+
+
+def caption_additions(settings: OpenSearchSettings, layout: CatalogLayout) -> dict[str, Any]:
+    """The adoption plan: fields to add so ImageScope can store captions.
+
+    Only fields the mapping lacks, each with its exact mapping; empty when the
+    index already has them. The image vector field must exist (``ConfigError``).
+    """
     names = settings.fields
+    if layout.image is None:
+        raise ConfigError(
+            f"the index has no field {names.image_vector!r}; set "
+            "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__IMAGE_VECTOR to its image vector field"
+        )
     additions: dict[str, Any] = {}
     if names.caption_vector in layout.missing:
-        additions[names.caption_vector] = vector_mapping(settings, dim)
+        additions[names.caption_vector] = caption_vector_mapping(layout.image)
     if names.caption in layout.missing:
         additions[names.caption] = {"type": "text"}
     if names.uri in layout.missing:
@@ -154,7 +187,10 @@ def _vector_info(spec: Mapping[str, Any] | None, name: str) -> VectorFieldInfo |
             f"field {name!r} uses space {space!r}; supported: {sorted(SUPPORTED_SPACES)}"
         )
     return VectorFieldInfo(
-        dim=int(spec["dimension"]), space_type=space, engine=method.get("engine")
+        dim=int(spec["dimension"]),
+        space_type=space,
+        engine=method.get("engine"),
+        method=dict(method),
     )
 
 
@@ -178,15 +214,25 @@ def _leaf_paths(props: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
     return paths
 
 
-def read_layout(properties: Mapping[str, Any], fields: FieldMapping) -> CatalogLayout:
-    """Interpret an index's ``properties`` through the field-name mapping."""
+def _declared(props: Mapping[str, Any], prefix: str = "") -> set[str]:
+    names: set[str] = set()
+    for name, spec in props.items():
+        names.add(f"{prefix}{name}")
+        names |= _declared(spec.get("properties", {}), f"{prefix}{name}.")
+    return names
+
+
+def read_layout(
+    properties: Mapping[str, Any], fields: FieldMapping, meta: Mapping[str, Any] | None = None
+) -> CatalogLayout:
+    """Interpret an index's ``properties`` (and ``_meta``) through the field-name mapping."""
     catalog_names = (fields.image_vector, fields.caption_vector, fields.caption, fields.uri)
     if fields.metadata:
         meta_spec = properties.get(fields.metadata, {})
         leaves = _leaf_paths(meta_spec.get("properties", {}))
         filter_paths = {name: f"{fields.metadata}.{path}" for name, path in leaves.items()}
     else:
-        rest = {k: v for k, v in properties.items() if k not in catalog_names}
+        rest = {k: v for k, v in properties.items() if k not in {*catalog_names, fields.text}}
         filter_paths = _leaf_paths(rest)
     missing = tuple(name for name in catalog_names if name not in properties)
     return CatalogLayout(
@@ -194,22 +240,49 @@ def read_layout(properties: Mapping[str, Any], fields: FieldMapping) -> CatalogL
         caption=_vector_info(properties.get(fields.caption_vector), fields.caption_vector),
         filter_paths=filter_paths,
         missing=missing,
+        managed="imagescope_mapping" in (meta or {}),
+        declared=frozenset(_declared(properties)),
     )
 
 
-def score_to_cosine(score: float, space_type: str) -> float:
-    """Undo the k-NN plugin's score transform; exact for unit-length vectors.
+def score_to_similarity(score: float, space_type: str, engine: str | None = None) -> float:
+    """Undo the k-NN plugin's score transform: the exact similarity in the field's space.
 
-    cosinesimil: ``(1 + cos) / 2``; innerproduct: ``1 + ip`` when ``ip >= 0``
-    else ``1 / (1 - ip)``; l2: ``1 / (1 + d^2)`` with ``d^2 = 2 - 2 cos``.
+    Whatever the vectors' lengths: cosinesimil gives the cosine (lucene and
+    faiss score ``(1 + cos) / 2``, nmslib ``1 + cos``); innerproduct the inner
+    product (``1 + ip`` when ``ip >= 0`` else ``1 / (1 - ip)``); l2 gives
+    ``1 - d^2 / 2`` (the plugin scores ``1 / (1 + d^2)``), which is the cosine
+    for unit vectors and orders like the distance otherwise; l1 and linf give
+    ``-d`` (scored ``1 / (1 + d)``). Higher is always closer.
     """
     if space_type == "cosinesimil":
-        return 2.0 * score - 1.0
+        return score - 1.0 if engine == "nmslib" else 2.0 * score - 1.0
     if space_type == "innerproduct":
         return score - 1.0 if score >= 1.0 else 1.0 - 1.0 / score
     if space_type == "l2":
         return 1.0 - (1.0 / score - 1.0) / 2.0
-    raise ConfigError(f"cannot turn {space_type!r} scores into cosine similarity")
+    if space_type in ("l1", "linf"):
+        return 1.0 - 1.0 / score
+    raise ConfigError(f"cannot turn {space_type!r} scores into a similarity")
+
+
+def exact_similarity(vectors: Any, query: Any, space_type: str) -> Any:
+    """What :func:`score_to_similarity` recovers, computed exactly with numpy."""
+    import numpy as np
+
+    v = np.asarray(vectors, dtype=np.float64)
+    q = np.asarray(query, dtype=np.float64)
+    if space_type == "cosinesimil":
+        return (v @ q) / (np.linalg.norm(v, axis=1) * np.linalg.norm(q))
+    if space_type == "innerproduct":
+        return v @ q
+    if space_type == "l2":
+        return 1.0 - ((v - q) ** 2).sum(axis=1) / 2.0
+    if space_type == "l1":
+        return -np.abs(v - q).sum(axis=1)
+    if space_type == "linf":
+        return -np.abs(v - q).max(axis=1)
+    raise ConfigError(f"no exact similarity for space {space_type!r}")
 
 
 # --------------------------------------------------------------------------- documents, filters

@@ -12,13 +12,21 @@ What runs where:
   server-side ``_reindex``.
 - In Python: checking vectors (dimension, NaN/inf) and filters (against the
   fields the index mapping declares) before anything is sent, turning the
-  plugin's scores back into cosine similarity, the final order (score
-  descending, id ascending), and stage-1 fusion: ``imagescope.store.fusion``
+  plugin's scores back into the exact similarity of the field's space (cosine
+  for cosinesimil whatever the vectors' lengths, inner product, ``1 - d^2/2``
+  for l2; ``mappings.score_to_similarity``), the final order (score
+  descending, id ascending), and stage-1 fusion: ``imagescope.pipeline.fusion``
   calls :meth:`OpenSearchStore.knn` on both vector fields to gather a candidate
   pool, fetches the pool's vectors with :meth:`OpenSearchStore.get` and computes
   the method's fused score exactly with numpy.
 
-Index naming: ``settings.index`` is an *alias*. :meth:`~OpenSearchStore.ensure`
+Read-only by default: :meth:`~OpenSearchStore.ensure` only validates (a name
+that resolves to no index is a ``ConfigError`` naming the closest existing
+ones); searching never changes a mapping, a setting or a document. ImageScope's
+own searches send ``search_pipeline=_none`` so an index's default search
+pipeline never rewrites them.
+
+Index naming: ``settings.index`` is an *alias*. :meth:`~OpenSearchStore.create_index`
 creates ``<alias>-v1`` behind it; :meth:`~OpenSearchStore.reindex` creates the
 next generation ``<alias>-v<N+1>`` (e.g. with new HNSW parameters), copies the
 documents server-side and moves the alias in one atomic request, so searches
@@ -28,10 +36,13 @@ through a store whose ``index`` is that name, then :meth:`~OpenSearchStore.swap_
 
 Adopting an existing index: name it (or an alias of it) in ``settings.index``
 and its fields in ``settings.fields``; ``fields.metadata = ""`` when the
-filterable fields are top-level. ``ensure`` validates the image vector field
-and adds the caption vector, caption and uri fields when they are missing, so
-:meth:`~OpenSearchStore.update_captions` can backfill captions by id without
-touching image vectors.
+filterable fields are top-level. :meth:`~OpenSearchStore.adoption_plan` lists
+the fields ImageScope needs and the index lacks (caption vector with the image
+field's own method, caption, uri), :meth:`~OpenSearchStore.adopt` adds exactly
+those. Writes into an adopted index (no ``_meta.imagescope_mapping``) are
+partial: an existing document only gets ImageScope's own fields (``caption``,
+``caption_vector``), a new one is created whole (``upsert``), and a field the
+mapping does not declare fails that record instead of growing the mapping.
 
 Errors: unreachable nodes, timeouts, HTTP 429 and 502-504 are retried with
 exponential backoff (``max_retries`` times, from ``retry_backoff_s``), then
@@ -51,7 +62,7 @@ from numpy.typing import NDArray
 from opensearchpy import OpenSearch
 from opensearchpy.exceptions import TransportError
 
-from imagescope.errors import BackendError, ConfigError, DimensionMismatchError, InputError
+from imagescope.errors import ConfigError, DimensionMismatchError, InputError
 from imagescope.schemas import Filters
 from imagescope.settings import OpenSearchSettings
 from imagescope.store.base import (
@@ -73,7 +84,7 @@ from imagescope.store.mappings import (
     check_record_id,
     filter_query,
     read_layout,
-    score_to_cosine,
+    score_to_similarity,
 )
 from imagescope.store.opensearch_client import Requester, build_client, chunked
 from imagescope.store.opensearch_index import CatalogIndex
@@ -109,7 +120,7 @@ class OpenSearchStore(VectorStore):
                 self._layout, self._index = None, None
                 return None
             self._index = found[0]
-            self._layout = read_layout(found[1], self.fields)
+            self._layout = read_layout(found[1], self.fields, found[2])
             if self._layout.image is not None:
                 self.dim = self._layout.image.dim
         return self._layout
@@ -117,9 +128,7 @@ class OpenSearchStore(VectorStore):
     def _require_layout(self) -> tuple[CatalogLayout, int]:
         layout = self._load_layout()
         if layout is None or self.dim is None:
-            raise ConfigError(
-                f"the catalog index {self.alias!r} does not exist yet; call ensure(dim) first"
-            )
+            raise self.catalog.missing_error()
         return layout, self.dim
 
     def _after_write(self) -> None:
@@ -129,35 +138,55 @@ class OpenSearchStore(VectorStore):
     # ------------------------------------------------------------------ index lifecycle
 
     def ensure(self, dim: int) -> None:
-        """Create the catalog (``<alias>-v1`` + alias) or validate an existing one.
+        """Validate the catalog for ``dim``-d vectors; never changes anything.
 
-        Raises ``DimensionMismatchError`` when a vector field has another
-        dimension, ``ConfigError`` when the image vector field is missing or is
-        not a usable ``knn_vector``. Adds missing caption fields (adoption).
+        ``ConfigError`` when the name resolves to no index (naming the closest
+        existing ones) or the image vector field is missing or not a usable
+        ``knn_vector``; ``DimensionMismatchError`` when a vector field has
+        another dimension.
         """
         if dim < 1:
             raise ConfigError(f"vector dimension must be positive, got {dim}")
-        found = self.catalog.read_mapping()
-        if found is None:
-            self.catalog.create_generation(dim, with_alias=True)
-            found = self.catalog.read_mapping()
-            if found is None:
-                raise BackendError(f"index {self.alias!r} vanished right after its creation")
-        index, props = found
-        layout = read_layout(props, self.fields)
+        layout = self._load_layout(refresh=True)
+        if layout is None:
+            raise self.catalog.missing_error()
+        index = self._index or self.alias
         if layout.image is None:
             raise ConfigError(
                 f"index {index!r} has no field {self.fields.image_vector!r}; set "
-                "settings.store.opensearch.fields.image_vector to its image vector field"
+                "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__IMAGE_VECTOR to its image vector field"
             )
         for info in (layout.image, layout.caption):
             if info is not None and info.dim != dim:
                 raise DimensionMismatchError(index=index, index_dim=info.dim, embedder_dim=dim)
-        self._warn_if_method_differs(index, layout.image)
-        additions = caption_additions(self.settings, layout, dim)
+        if layout.managed:
+            self._warn_if_method_differs(index, layout.image)
+
+    def create_index(self, dim: int) -> str:
+        """Create a new catalog ``<alias>-v1`` with the alias; its name.
+
+        ``ConfigError`` when the name already resolves to an index or alias.
+        """
+        if self.catalog.read_mapping() is not None:
+            raise ConfigError(f"{self.alias!r} already exists; nothing was created")
+        name = self.catalog.create_generation(dim, with_alias=True)
+        self.ensure(dim)
+        return name
+
+    def adoption_plan(self) -> tuple[str, dict[str, Any]]:
+        """(concrete index, fields to add with their exact mappings); changes nothing."""
+        layout = self._load_layout(refresh=True)
+        if layout is None or self._index is None:
+            raise self.catalog.missing_error()
+        return self._index, caption_additions(self.settings, layout)
+
+    def adopt(self) -> tuple[str, dict[str, Any]]:
+        """Add the fields of :meth:`adoption_plan` to the index; what was added."""
+        index, additions = self.adoption_plan()
         if additions:
             self.catalog.add_fields(index, additions)
         self._load_layout(refresh=True)
+        return index, additions
 
     def _warn_if_method_differs(self, index: str, image: VectorFieldInfo) -> None:
         wanted = (self.settings.engine, self.settings.space_type)
@@ -222,24 +251,70 @@ class OpenSearchStore(VectorStore):
             doc.update(metadata)
         return doc
 
+    def _own_fields(self, record: CatalogRecord, dim: int) -> dict[str, Any]:
+        """ImageScope's own fields of a record (what an existing adopted doc may get)."""
+        own: dict[str, Any] = {}
+        if record.caption:
+            own[self.fields.caption] = record.caption
+        if record.caption_vector is not None:
+            own[self.fields.caption_vector] = check_vector(record.caption_vector, dim).tolist()
+        return own
+
+    def _check_declared(self, doc: Mapping[str, Any], layout: CatalogLayout) -> None:
+        """``InputError`` for a field the mapping lacks (it would become a dynamic field)."""
+        paths = set(doc)
+        if self.fields.metadata and isinstance(doc.get(self.fields.metadata), Mapping):
+            meta = doc[self.fields.metadata]
+            paths |= {f"{self.fields.metadata}.{name}" for name in meta}
+        unknown = sorted(paths - layout.declared)
+        if unknown:
+            raise InputError(
+                f"fields {unknown} are not in the index mapping and would be added as dynamic "
+                "fields; add them to the mapping yourself or leave them out"
+            )
+
+    def _action(self, record: CatalogRecord, layout: CatalogLayout, dim: int) -> dict[str, Any]:
+        """The bulk action for ``record``: whole (managed index) or partial (adopted index)."""
+        source = self._document(record, dim)
+        if layout.managed:
+            return {"_op_type": "index", "_index": self.alias, "_id": record.id, "_source": source}
+        source = {k: v for k, v in source.items() if v not in ("", None)}
+        self._check_declared(source, layout)
+        return {
+            "_op_type": "update",
+            "_index": self.alias,
+            "_id": record.id,
+            "doc": self._own_fields(record, dim),
+            "upsert": source,
+        }
+
+    def _require_own_fields(self, layout: CatalogLayout) -> None:
+        own = (self.fields.caption, self.fields.caption_vector)
+        lacking = [name for name in own if name in layout.missing]
+        if lacking and not layout.managed:
+            raise ConfigError(
+                f"index {self._index!r} lacks ImageScope's fields {lacking}; see the plan with "
+                "`imagescope opensearch adopt` and add them with `--apply`"
+            )
+
     def upsert(self, records: Iterable[CatalogRecord]) -> BulkReport:
-        """Index records by id (replacing any earlier version); report per id."""
-        _, dim = self._require_layout()
+        """Write records by id; report per id.
+
+        A managed index gets whole documents (replacing earlier versions). An
+        adopted index gets partial updates: an existing document keeps every
+        field of its own and only has ImageScope's caption fields set; a new one
+        is created with the record's fields, all of which the mapping must declare.
+        """
+        layout, dim = self._require_layout()
+        self._require_own_fields(layout)
         rejected: dict[str, str] = {}
 
         def actions() -> Iterator[dict[str, Any]]:
             for record in records:
                 try:
-                    source = self._document(record, dim)
+                    yield self._action(record, layout, dim)
                 except InputError as exc:
                     rejected[str(record.id)] = str(exc)
-                    continue
-                yield {
-                    "_op_type": "index",
-                    "_index": self.alias,
-                    "_id": record.id,
-                    "_source": source,
-                }
 
         report = self.requests.bulk("bulk upsert", actions())
         report.failed.update(rejected)
@@ -252,11 +327,7 @@ class OpenSearchStore(VectorStore):
     def update_captions(self, updates: Iterable[CaptionUpdate]) -> BulkReport:
         """Set caption + caption vector by id (partial update; image vectors untouched)."""
         layout, dim = self._require_layout()
-        if layout.caption is None:
-            raise ConfigError(
-                f"index {self._index!r} has no {self.fields.caption_vector!r} field; "
-                "call ensure(dim) to add it before backfilling captions"
-            )
+        self._require_own_fields(layout)
         names = self.fields
         rejected: dict[str, str] = {}
 
@@ -296,6 +367,8 @@ class OpenSearchStore(VectorStore):
             raw = source.pop(key, None)
             vectors[key] = np.asarray(raw, dtype=np.float32) if with_vectors and raw else None
         caption = source.pop(names.caption, None) or ""
+        if not caption and names.text:
+            caption = source.get(names.text) or ""  # the user's text, read only
         uri = source.pop(names.uri, None) or ""
         metadata = (source.get(names.metadata) or {}) if names.metadata else source
         return CatalogRecord(
@@ -346,7 +419,11 @@ class OpenSearchStore(VectorStore):
         }
         if flt is not None:
             clause["filter"] = flt
-        return {"size": k, "_source": False, "query": {"knn": {path: clause}}}
+        body = {"size": k, "_source": False, "query": {"knn": {path: clause}}}
+        if self.settings.search_pipeline:
+            # _msearch takes no search_pipeline parameter; the body does.
+            body["search_pipeline"] = self.settings.search_pipeline
+        return body
 
     def _msearch(self, lines: list[dict[str, Any]]) -> list[dict[str, Any]]:
         result = self.client.msearch(index=self.alias, body=lines)
@@ -366,7 +443,10 @@ class OpenSearchStore(VectorStore):
         k: int,
         filters: Filters | None = None,
     ) -> list[list[Hit]]:
-        """Up to ``k`` hits per query vector, best first (cosine desc, id asc)."""
+        """Up to ``k`` hits per query vector, best first (similarity desc, id asc).
+
+        Scores are exact similarities in the field's space (see the module docstring).
+        """
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
         if self._load_layout() is None:
@@ -386,7 +466,10 @@ class OpenSearchStore(VectorStore):
         results = []
         for response in self.requests.call("k-NN search", self._msearch, lines=lines):
             hits = [
-                Hit(id=h["_id"], score=score_to_cosine(float(h["_score"]), info.space_type))
+                Hit(
+                    id=h["_id"],
+                    score=score_to_similarity(float(h["_score"]), info.space_type, info.engine),
+                )
                 for h in response["hits"]["hits"]
             ]
             hits.sort(key=lambda h: (-h.score, h.id))

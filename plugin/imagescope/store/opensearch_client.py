@@ -1,8 +1,13 @@
 """Requests to OpenSearch with bounded retries and errors translated at the boundary.
 
 Transient failures (the node cannot be reached, a timeout, HTTP 429 or 502-504)
-are retried with exponential backoff (``settings.max_retries`` times, starting
-at ``settings.retry_backoff_s``) and then raised as ``StoreUnavailableError``.
+are retried with exponential backoff (at most ``settings.max_retries`` times,
+starting at ``settings.retry_backoff_s``) within a total time budget per call
+(``settings.budget_s``; ``settings.connect_budget_s`` while no node can be
+reached at all, so a dead single host fails within about two seconds) and then
+raised as ``StoreUnavailableError``. With several ``hosts`` the client sends
+each request to the next live node and moves on from a dead one within the same
+call; ``settings.sniff`` discovers the cluster's other nodes.
 HTTP 401/403 become ``ConfigError`` (credentials, permissions); a blocked index
 (read-only, disk full) ``StoreUnavailableError``; anything else ``BackendError``.
 Bulk writes go through ``opensearchpy.helpers.streaming_bulk``, which retries
@@ -24,7 +29,6 @@ from tenacity import (
     RetryCallState,
     Retrying,
     retry_if_exception,
-    stop_after_attempt,
     wait_exponential,
 )
 
@@ -57,8 +61,13 @@ def build_client(settings: OpenSearchSettings) -> OpenSearch:
         verify_certs=settings.verify_certs,
         ssl_show_warn=settings.verify_certs,
         timeout=settings.timeout_s,
-        max_retries=0,
+        # A connection error moves on to the next host within the same call.
+        max_retries=len(settings.hosts) - 1,
         retry_on_timeout=False,
+        sniff_on_start=settings.sniff,
+        sniff_on_connection_fail=settings.sniff,
+        sniffer_timeout=60 if settings.sniff else None,
+        sniff_timeout=min(settings.timeout_s, 5.0),
     )
 
 
@@ -136,12 +145,24 @@ class Requester:
 
         return before_sleep
 
+    def _stop(self, state: RetryCallState) -> bool:
+        """Stop after ``max_retries`` or once the call's time budget is spent."""
+        if state.attempt_number > self.settings.max_retries:
+            return True
+        error = state.outcome.exception() if state.outcome else None
+        unreachable = isinstance(error, OSConnectionError)
+        budget = self.settings.connect_budget_s if unreachable else self.settings.budget_s
+        return (state.seconds_since_start or 0.0) >= budget
+
     def call(self, what: str, fn: Callable[..., T], /, **kwargs: Any) -> T:
         """``fn(**kwargs)``, retried on transient failures, errors translated."""
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
-            stop=stop_after_attempt(self.settings.max_retries + 1),
-            wait=wait_exponential(multiplier=self.settings.retry_backoff_s, max=MAX_BACKOFF_S),
+            stop=self._stop,
+            wait=wait_exponential(
+                multiplier=self.settings.retry_backoff_s,
+                max=min(MAX_BACKOFF_S, self.settings.budget_s / 4),
+            ),
             before_sleep=self._log_retry(what),
             reraise=True,
         )

@@ -10,6 +10,7 @@ read and write works, only the alias operations are refused.
 
 from __future__ import annotations
 
+import difflib
 import logging
 import re
 import time
@@ -34,8 +35,8 @@ class CatalogIndex:
         self.alias = settings.index
         self.client = requests.client
 
-    def read_mapping(self) -> tuple[str, dict[str, Any]] | None:
-        """(concrete index, mapping properties) behind the name, or ``None`` if absent."""
+    def read_mapping(self) -> tuple[str, dict[str, Any], dict[str, Any]] | None:
+        """(concrete index, properties, ``_meta``) behind the name, or ``None`` if absent."""
         found = self.requests.call_or_none(
             "read the mapping", self.client.indices.get_mapping, index=self.alias
         )
@@ -47,7 +48,29 @@ class CatalogIndex:
                 "point settings.store.opensearch.index at one index or an alias of one"
             )
         index, body = next(iter(found.items()))
-        return index, dict(body.get("mappings", {}).get("properties", {}))
+        mappings = body.get("mappings", {})
+        return index, dict(mappings.get("properties", {})), dict(mappings.get("_meta", {}))
+
+    def closest_names(self, limit: int = 3) -> list[str]:
+        """Existing indices and aliases whose names look like ``settings.index``."""
+        found = self.requests.call_or_none(
+            "list indices", self.client.indices.get_alias, index="*,-.*"
+        )
+        names: set[str] = set()
+        for index, body in (found or {}).items():
+            names.add(index)
+            names.update(body.get("aliases", {}))
+        return difflib.get_close_matches(self.alias, sorted(names), n=limit, cutoff=0.5)
+
+    def missing_error(self) -> ConfigError:
+        """The error for a name that resolves to no index (with the closest names)."""
+        close = self.closest_names()
+        hint = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+        return ConfigError(
+            f"OpenSearch has no index or alias {self.alias!r}{hint} Set "
+            "IMAGESCOPE_STORE__OPENSEARCH__INDEX to an existing one, or create a new "
+            "catalog with `imagescope opensearch create-index`"
+        )
 
     def add_fields(self, index: str, properties: dict[str, Any]) -> None:
         """Add fields to an index's mapping (existing fields cannot change)."""
