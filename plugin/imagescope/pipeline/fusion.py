@@ -42,6 +42,15 @@ class ScoredHit:
     record: CatalogRecord
 
 
+def unit_rows(vectors: NDArray[np.float32], *, tol: float = 1e-3) -> NDArray[np.float32]:
+    """Rows scaled to unit length, so dot products are cosines (stores may hold
+    vectors of any length, e.g. an adopted OpenSearch index); rows already of
+    unit length (within ``tol``) and zero rows are left exactly as they are."""
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    scale = np.where((np.abs(norms - 1.0) > tol) & (norms > 0), norms, 1.0)
+    return (vectors / scale).astype(np.float32)
+
+
 def fuse_scores(
     descriptions: NDArray[np.float32],
     image_vectors: NDArray[np.float32],
@@ -54,6 +63,8 @@ def fuse_scores(
     ``descriptions`` is (m, d); the vector arrays are (n, d). Each part is the
     mean over descriptions of the cosine similarity.
     """
+    image_vectors = unit_rows(image_vectors)
+    caption_vectors = unit_rows(caption_vectors)
     img = (image_vectors @ descriptions.T).mean(axis=1)
     cap = (caption_vectors @ descriptions.T).mean(axis=1)
     fused = (1.0 - tau) * img + tau * cap
