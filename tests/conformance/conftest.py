@@ -2,7 +2,8 @@
 
 ``store_factory`` is a callable ``(dim, **overrides) -> VectorStore`` that makes
 a fresh, empty catalog of ``dim``-d vectors. The embedded store lives in
-``tmp_path``; the OpenSearch store comes from the ``opensearch_store_factory``
+``tmp_path``; ``MemoryStore`` (the exact reference) is a backend like the others;
+the OpenSearch store comes from the ``opensearch_store_factory``
 fixture (tests/fixtures/opensearch.py), which skips (or fails under CI=true)
 when no node is reachable.
 """
@@ -57,13 +58,27 @@ def one_faiss_thread() -> Iterator[None]:
     faiss.omp_set_num_threads(threads)
 
 
+def _memory_factory(dim: int, **_overrides: Any) -> VectorStore:
+    from imagescope.store.memory import MemoryStore
+
+    store = MemoryStore()
+    store.ensure(dim)
+    return store
+
+
+# Each backend's marker says what its tests need: ``-m unit`` selects the two
+# in-process stores only and starts no service; OpenSearch is ``integration``.
 @pytest.fixture(
     params=[
-        pytest.param("embedded", id="embedded"),
+        pytest.param("memory", id="memory", marks=pytest.mark.unit),
+        pytest.param("embedded", id="embedded", marks=pytest.mark.unit),
         pytest.param("opensearch", id="opensearch", marks=pytest.mark.integration),
     ]
 )
 def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreFactory]:
+    if request.param == "memory":
+        yield _memory_factory
+        return
     if request.param == "embedded":
         made: list[VectorStore] = []
         yield _embedded_factory(tmp_path, made)

@@ -21,7 +21,7 @@ from imagescope.schemas import Filters
 from imagescope.store.base import CaptionUpdate, CatalogRecord, VectorStore, matches_filters
 from tests.conformance.conftest import StoreFactory
 
-pytestmark = pytest.mark.unit
+# Markers come from the store_factory params (conftest.py): unit or integration.
 
 DIM = 32
 COLORS = ["red", "green", "blue", "black"]
@@ -428,3 +428,15 @@ def test_an_unknown_filter_field_is_an_error(store_factory: StoreFactory) -> Non
         store.knn("image", query, k=3, filters={"no_such_field": "x"})
     with pytest.raises(InputError, match="range"):
         store.knn("image", query, k=3, filters={"price": {"between": 3}})
+
+
+def test_bad_k_and_vector_field_are_input_errors(store_factory: StoreFactory) -> None:
+    rng = np.random.default_rng(15)
+    store = store_factory(DIM)
+    ingest(store, catalog(rng, 5))
+    query = unit_vectors(rng, 1)
+    for k in (0, -1):
+        with pytest.raises(InputError, match="k must be"):
+            store.knn("image", query, k=k)
+    with pytest.raises(InputError, match="unknown vector field"):
+        store.knn("bogus", query, k=3)  # type: ignore[arg-type]

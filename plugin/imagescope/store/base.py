@@ -14,9 +14,10 @@ record has raises ``UnknownFilterFieldError``.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -82,10 +83,21 @@ class VectorStore(ABC):
     - ``get`` returns the records that exist, in the order asked; missing ids are
       left out (callers decide whether that is an error).
     - Unreachable backends raise ``StoreUnavailableError`` after bounded retries.
+
+    The argument checks every backend shares (``k`` at least 1, a known vector
+    field) run here, before a backend's ``knn``: :meth:`__init_subclass__` wraps
+    each subclass's ``knn`` with :func:`check_knn_args`, so no backend can skip
+    them or word them differently.
     """
 
     dim: int | None = None
     name: str = "store"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        knn = cls.__dict__.get("knn")
+        if knn is not None and not getattr(knn, "__isabstractmethod__", False):
+            cls.knn = _checked_knn(knn)  # type: ignore[method-assign]
 
     @abstractmethod
     def ensure(self, dim: int) -> None: ...
@@ -124,6 +136,39 @@ class VectorStore(ABC):
 
 
 # --------------------------------------------------------------------------- shared checks
+
+VECTOR_FIELDS: tuple[VectorField, ...] = ("image", "caption")
+_KnnMethod = Callable[..., list[list[Hit]]]
+
+
+def check_knn_args(field: str, k: int) -> None:
+    """The store contract's argument checks for ``knn`` (``InputError``, HTTP 400)."""
+    from imagescope.errors import InputError
+
+    if field not in VECTOR_FIELDS:
+        raise InputError(f"unknown vector field {field!r}; use 'image' or 'caption'")
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InputError(f"k must be an integer of at least 1, got {k!r}")
+
+
+def _checked_knn(knn: _KnnMethod) -> _KnnMethod:
+    if getattr(knn, "_contract_checked", False):
+        return knn
+
+    @functools.wraps(knn)
+    def checked(
+        self: VectorStore,
+        field: VectorField,
+        vectors: NDArray[np.float32],
+        *,
+        k: int,
+        filters: Filters | None = None,
+    ) -> list[list[Hit]]:
+        check_knn_args(field, k)
+        return knn(self, field, vectors, k=k, filters=filters)
+
+    checked._contract_checked = True  # type: ignore[attr-defined]
+    return checked
 
 
 def check_vector(vector: NDArray[Any] | Sequence[float], dim: int) -> NDArray[np.float32]:

@@ -12,7 +12,7 @@ from dataclasses import replace
 import numpy as np
 from numpy.typing import NDArray
 
-from imagescope.errors import DimensionMismatchError, ImageScopeError, UnknownIdError
+from imagescope.errors import DimensionMismatchError, ImageScopeError, InputError, UnknownIdError
 from imagescope.schemas import Filters
 from imagescope.store.base import (
     BulkReport,
@@ -46,7 +46,7 @@ class MemoryStore(VectorStore):
     def _checked(self, record: CatalogRecord) -> CatalogRecord:
         assert self.dim is not None
         if record.image_vector is None:
-            raise ImageScopeError("record has no image vector")
+            raise InputError(f"record {record.id!r} has no image vector; every record needs one")
         caption_vector = record.caption_vector
         return replace(
             record,
@@ -101,10 +101,10 @@ class MemoryStore(VectorStore):
         k: int,
         filters: Filters | None = None,
     ) -> list[list[Hit]]:
-        if self.dim is None:
-            return [[] for _ in range(len(vectors))]
-        queries = check_query_vectors(vectors, self.dim)
         validate_filters(filters, self.metadata_fields())
+        if self.dim is None:
+            return [[] for _ in np.atleast_2d(np.asarray(vectors))]
+        queries = check_query_vectors(vectors, self.dim)
         pool, rows = [], []
         for record in self._records.values():
             vector = _vector(record, field)
