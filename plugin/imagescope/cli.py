@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from imagescope.errors import ImageScopeError, InputError
+from imagescope.errors import ConfigError, ImageScopeError, InputError
 from imagescope.schemas import (
     ComposedQuery,
     DialogQuery,
@@ -355,10 +355,25 @@ def eval_(
         int | None, typer.Option(min=1, help="synthetic: queries per kind.")
     ] = None,
     fresh: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
+    prompts: Annotated[
+        Path | None,
+        typer.Option(
+            help="Prompt folder in the research layout (prompt1_stage1_reasoner.txt, "
+            "prompt2_stage2_reasoner.txt, prompt3_stage3_evaluator.txt, caption.txt); "
+            "default: IMAGESCOPE_PROMPTS__DIR, else the built-in prompts."
+        ),
+    ] = None,
 ) -> None:
     """Run a benchmark through the pipeline and print its official metrics per stage."""
     wanted = parse_stages(stages)
-    settings = _settings()
+    if prompts is not None:
+        from imagescope.models.prompt_files import load_prompt_dir
+
+        try:
+            load_prompt_dir(prompts)  # a bad folder is reported before any model loads
+        except ConfigError as exc:
+            raise InputError(f"--prompts: {exc}") from None
+    settings = _settings(**({"prompts__dir": prompts.resolve()} if prompts else {}))
     from imagescope.eval.datasets import load_benchmark
     from imagescope.eval.harness import evaluate
 

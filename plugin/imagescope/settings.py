@@ -394,8 +394,9 @@ class Settings(BaseSettings):
         """``prompts.dir`` becomes every chat role's ``prompts_dir`` unless it has its own."""
         if self.prompts.dir is not None:
             for role in (self.models.reasoner, self.models.evaluator, self.models.captioner):
-                if role.prompts_dir is None:
-                    role.prompts_dir = self.prompts.dir
+                if "prompts_dir" not in role.model_fields_set:
+                    # Not marked as set: a later override of prompts.dir still applies.
+                    role.__dict__["prompts_dir"] = self.prompts.dir
         return self
 
 
