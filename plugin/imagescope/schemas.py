@@ -193,12 +193,22 @@ class JobRef(BaseModel):
     state: JobState
 
 
+class RerankNote(BaseModel):
+    """Why a search result carries no rerank job: ``state`` is ``unavailable`` when
+    the job backend could not take or report on the job (the result is stage 1)."""
+
+    state: Literal["unavailable"] = "unavailable"
+    detail: str = ""
+
+
 class SearchResult(BaseModel):
     candidates: list[Candidate]
     trace: Trace
     #: Which stages produced this order (1, 2, 3).
     stages: list[int] = Field(default_factory=lambda: [1])
     job: JobRef | None = None
+    #: Set when stages 2-3 were asked for but could not be run (stage 1 is returned).
+    rerank: RerankNote | None = None
 
     def rank_of(self, ids: Collection[str], *, by_stage1: bool = False) -> int | None:
         """1-based rank of the first candidate whose id is in ``ids`` (None: none is).

@@ -2,7 +2,11 @@
 
 Errors: every ``ImageScopeError`` becomes JSON ``{"error": <class>, "detail": <message>}``
 with the status its class names (``InputError.status_code``: 400/403/404/413/422,
-``BackendError``: 503); HTTP errors (401, 413 from the body limit) use the same shape.
+``BackendError``: 503); HTTP errors (401, 413 from the body limit) and request
+validation (422, ``RequestValidationError``, naming the fields) use the same shape.
+JSON bodies with NaN, Infinity, out-of-range numbers, lone surrogates or deep
+nesting are 422 before any route runs (``json_guard``). Server-side failures
+never show internal addresses (``errors.client_text``).
 Request bodies larger than ``api.max_request_bytes`` get 413, whether the size is
 announced in Content-Length or only found while the body streams in.
 """
@@ -14,14 +18,17 @@ from http import HTTPStatus
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import imagescope
 from imagescope.api import catalog_routes
+from imagescope.api.errors import client_text, validation_error
+from imagescope.api.json_guard import JsonGuard
 from imagescope.api.limits import BodySizeLimit
 from imagescope.api.metrics import Metrics, MetricsMiddleware
-from imagescope.api.routes import ops, v1
+from imagescope.api.routes import images, ops, v1
 from imagescope.engine import Engine
 from imagescope.errors import ImageScopeError
 from imagescope.jobs.base import JobBackend
@@ -42,7 +49,8 @@ async def _imagescope_error(_request: Request, exc: Exception) -> JSONResponse:
     status = int(getattr(type(exc), "status_code", 500))
     if status >= 500:
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
-    return JSONResponse({"error": type(exc).__name__, "detail": str(exc)}, status_code=status)
+    detail = client_text(str(exc), status=status)
+    return JSONResponse({"error": type(exc).__name__, "detail": detail}, status_code=status)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
@@ -52,7 +60,7 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     except ValueError:
         kind = "HTTP error"
     return JSONResponse(
-        {"error": kind, "detail": str(exc.detail)},
+        {"error": kind, "detail": client_text(str(exc.detail), status=exc.status_code)},
         status_code=exc.status_code,
         headers=getattr(exc, "headers", None),
     )
@@ -72,11 +80,14 @@ def create_app(engine: Engine, jobs: JobBackend, settings: Settings) -> FastAPI:
     app.state.jobs = jobs
     app.state.settings = settings
     app.state.metrics = Metrics()
+    app.add_middleware(JsonGuard)  # inside BodySizeLimit: bodies are bounded first
     app.add_middleware(BodySizeLimit, max_bytes=settings.api.max_request_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_exception_handler(ImageScopeError, _imagescope_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.include_router(v1)
+    app.include_router(images)
     app.include_router(ops)
     app.include_router(catalog_routes.router)
     if (STATIC_DIR / "index.html").is_file():

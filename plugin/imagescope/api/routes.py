@@ -8,15 +8,34 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path, Query, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from imagescope.api import handlers
 from imagescope.api.deps import EngineDep, JobsDep, MetricsDep, SettingsDep, require_api_key
-from imagescope.api.schemas import ERROR_RESPONSES, Health, RerankJobRequest, SearchRequest
+from imagescope.api.schemas import (
+    ERROR_RESPONSES,
+    Health,
+    ImageToken,
+    RerankJobRequest,
+    SearchRequest,
+    WebhookReplay,
+)
+from imagescope.api.tenancy import (
+    IMAGE_COOKIE,
+    IMAGE_COOKIE_PATH,
+    TenantDep,
+    image_tokens,
+    require_image_access,
+)
+from imagescope.jobs.factory import webhook_sender
 from imagescope.schemas import JobRef, JobStatus, SearchResult
 
 v1 = APIRouter(prefix="/v1", dependencies=[Depends(require_api_key)], responses=ERROR_RESPONSES)
+#: Image routes also accept an image token (cookie or ?token=), for <img> elements.
+images = APIRouter(
+    prefix="/v1", dependencies=[Depends(require_image_access)], responses=ERROR_RESPONSES
+)
 ops = APIRouter(tags=["operations"])
 
 JobId = Annotated[str, Path(description="The id returned when the job was submitted.")]
@@ -29,6 +48,7 @@ _JPEG: dict[int | str, dict[str, Any]] = {
 @v1.post("/search", tags=["search"], summary="Search (stage 1, and the rerank per mode)")
 def search(
     body: SearchRequest,
+    tenant: TenantDep,
     engine: EngineDep,
     jobs: JobsDep,
     settings: SettingsDep,
@@ -36,7 +56,7 @@ def search(
 ) -> SearchResult:
     """``fast``: stage 1. ``async``: stage 1 and a job id at once. ``sync``: waits for the
     rerank up to ``deadline_s`` (default ``jobs.sync_deadline_s``), else stage 1 + job id."""
-    result = handlers.search(engine, jobs, settings, body)
+    result = handlers.search(engine, jobs, settings, body, tenant)
     metrics.searches.labels(mode=body.mode.value).inc()
     metrics.observe_stages(result.trace.timings)
     return result
@@ -50,39 +70,80 @@ def search(
 )
 def submit_job(
     body: RerankJobRequest,
+    tenant: TenantDep,
     response: Response,
     engine: EngineDep,
     jobs: JobsDep,
     settings: SettingsDep,
     metrics: MetricsDep,
 ) -> JobRef:
-    ref = handlers.submit_rerank_job(engine, jobs, settings, body)
+    ref = handlers.submit_rerank_job(engine, jobs, settings, body, tenant)
     metrics.jobs_submitted.inc()
     response.headers["Location"] = f"/v1/rerank-jobs/{ref.id}"
     return ref
 
 
 @v1.get("/rerank-jobs/{job_id}", tags=["jobs"], summary="A job's state, progress and results")
-def get_job(job_id: JobId, jobs: JobsDep) -> JobStatus:
+def get_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobStatus:
     """``result`` is the best ranking so far: stage 1 while the job runs
-    (``result.stages == [1]``), the reranked one once it succeeded."""
-    return jobs.get(job_id)
+    (``result.stages == [1]``), the reranked one once it succeeded. Jobs of
+    other API keys are 404."""
+    return jobs.get(job_id, owner=tenant.id, admin=tenant.admin)
 
 
-@v1.delete("/rerank-jobs/{job_id}", tags=["jobs"], summary="Cancel a job")
-def cancel_job(job_id: JobId, jobs: JobsDep) -> JobStatus:
-    """A running job stops at its next stage boundary; a finished job is left as it is."""
-    return jobs.cancel(job_id)
+@v1.delete("/rerank-jobs/{job_id}", tags=["jobs"], summary="Delete a job (cancelling it)")
+def delete_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobStatus:
+    """Cancels the job unless it is finished (a running job stops at its next stage
+    boundary) and deletes it: afterwards it is 404. Returns its last status."""
+    return jobs.delete(job_id, owner=tenant.id, admin=tenant.admin)
 
 
-@v1.get("/images/{image_id}", tags=["images"], response_class=Response, responses=_JPEG)
+@v1.post("/rerank-jobs/{job_id}/cancel", tags=["jobs"], summary="Cancel a job, keep it")
+def cancel_job(job_id: JobId, jobs: JobsDep, tenant: TenantDep) -> JobStatus:
+    """Like DELETE, but the cancelled job stays readable until it expires."""
+    return jobs.cancel(job_id, owner=tenant.id, admin=tenant.admin)
+
+
+@v1.post("/rerank-jobs/{job_id}/webhook", tags=["jobs"], summary="Send the webhook again")
+def replay_webhook(
+    job_id: JobId, jobs: JobsDep, tenant: TenantDep, settings: SettingsDep
+) -> WebhookReplay:
+    """POSTs the finished job's signed status to its ``webhook_url`` once more."""
+    outcome = handlers.replay_webhook(
+        jobs, webhook_sender(settings.jobs), job_id, owner=tenant.id, admin=tenant.admin
+    )
+    return WebhookReplay(id=job_id, outcome=outcome)
+
+
+@v1.post("/image-token", tags=["images"], summary="A short-lived token for <img> requests")
+def issue_image_token(request: Request, response: Response, tenant: TenantDep) -> ImageToken:
+    """Sets an HttpOnly cookie that image routes accept instead of X-API-Key, and
+    returns the token for signed URLs (``?token=``). Request a new one before
+    ``expires_at``."""
+    tokens = image_tokens(request)
+    token, expires = tokens.issue(tenant.id)
+    response.set_cookie(
+        IMAGE_COOKIE,
+        token,
+        max_age=tokens.ttl_s,
+        path=IMAGE_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return ImageToken(token=token, expires_at=expires)
+
+
+@images.get("/images/{image_id}", tags=["images"], response_class=Response, responses=_JPEG)
 def get_image(image_id: ImageId, engine: EngineDep, settings: SettingsDep) -> Response:
     """The catalog image as JPEG, scaled down to ``api.max_image_side``."""
     content = handlers.image_jpeg(engine, settings, image_id, size=None)
     return Response(content, media_type="image/jpeg", headers={"Cache-Control": "max-age=3600"})
 
 
-@v1.get("/images/{image_id}/thumbnail", tags=["images"], response_class=Response, responses=_JPEG)
+@images.get(
+    "/images/{image_id}/thumbnail", tags=["images"], response_class=Response, responses=_JPEG
+)
 def get_thumbnail(
     image_id: ImageId,
     engine: EngineDep,

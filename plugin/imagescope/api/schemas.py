@@ -73,6 +73,18 @@ class RerankJobRequest(BaseModel):
     )
 
 
+class WebhookReplay(BaseModel):
+    id: str
+    outcome: str = Field(examples=["delivered"])
+
+
+class ImageToken(BaseModel):
+    """Sent as ``?token=`` (or set as a cookie) to load images without X-API-Key."""
+
+    token: str
+    expires_at: int = Field(description="Unix seconds; ask for a new token before then.")
+
+
 class ErrorBody(BaseModel):
     """Every error response: a machine-readable kind and a sentence that says what to fix."""
 
@@ -91,7 +103,10 @@ class Health(BaseModel):
 ERROR_RESPONSES: dict[int | str, dict[str, object]] = {
     400: {"model": ErrorBody, "description": "Bad input; the detail says how to fix it."},
     401: {"model": ErrorBody, "description": "Missing or wrong X-API-Key."},
-    404: {"model": ErrorBody, "description": "Unknown image or job id."},
+    404: {"model": ErrorBody, "description": "Unknown image or job id (or another key's job)."},
+    409: {"model": ErrorBody, "description": "A job id already used by another request."},
     413: {"model": ErrorBody, "description": "Request body or image too large."},
+    422: {"model": ErrorBody, "description": "Invalid input; the detail names the field."},
+    429: {"model": ErrorBody, "description": "Too many unfinished jobs for this API key."},
     503: {"model": ErrorBody, "description": "A backend (store, model, broker) failed."},
 }

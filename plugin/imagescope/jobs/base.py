@@ -339,6 +339,13 @@ class JobBackend(ABC):
         self, job_id: str, timeout_s: float, *, owner: str = PUBLIC_OWNER, admin: bool = False
     ) -> JobStatus: ...
 
+    def record(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobRecord:
+        """The full record of a readable job (for webhook replay); 404 like ``get``."""
+        raise InputError("this job backend does not expose job records")
+
+    def set_webhook(self, record: JobRecord, outcome: str) -> None:  # noqa: B027 - optional
+        """Records a webhook delivery outcome on the job."""
+
     def ping(self) -> None:  # noqa: B027 - optional hook
         """Raise ``JobBackendError`` when jobs cannot be accepted now."""
 
@@ -407,6 +414,12 @@ class StoreJobBackend(JobBackend):
 
     def get(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus:
         return self._readable(job_id, owner, admin).status()
+
+    def record(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobRecord:
+        return self._readable(job_id, owner, admin)
+
+    def set_webhook(self, record: JobRecord, outcome: str) -> None:
+        self.store.set_webhook(record.id, outcome)
 
     def cancel(self, job_id: str, *, owner: str = PUBLIC_OWNER, admin: bool = False) -> JobStatus:
         return self.store.cancel(self._readable(job_id, owner, admin).id).status()
