@@ -292,6 +292,7 @@ node_settings() {  # node index -> -D options
     if ((WITH_ML)); then
         echo "-Dimagescope.setting.plugins.ml_commons.only_run_on_ml_node=false"
         echo "-Dimagescope.setting.plugins.ml_commons.trusted_connector_endpoints_regex[]=${TRUSTED_ENDPOINTS}"
+        echo "-Dimagescope.setting.plugins.ml_commons.connector.private_ip_enabled=true"
         echo "-Dimagescope.setting.plugins.ml_commons.native_memory_threshold=100"
         echo "-Dimagescope.setting.plugins.ml_commons.jvm_heap_memory_threshold=100"
     fi

@@ -476,6 +476,65 @@ class OpenSearchStore(VectorStore):
             results.append(hits[:k])
         return results
 
+    def ids_by_uri(self, uris: Sequence[str]) -> dict[str, str]:
+        """uri -> record id for the uris that some record has (first match wins)."""
+        found: dict[str, str] = {}
+        for chunk in chunked(dict.fromkeys(u for u in uris if u), MGET_CHUNK):
+            body = {
+                "size": len(chunk) * 2,
+                "_source": [self.fields.uri],
+                "query": {"terms": {self.fields.uri: chunk}},
+                "search_pipeline": self.settings.search_pipeline,
+            }
+            response = self.requests.call(
+                "look up uris", self.client.search, index=self.alias, body=body
+            )
+            for hit in response["hits"]["hits"]:
+                uri = (hit.get("_source") or {}).get(self.fields.uri)
+                if isinstance(uri, str):
+                    found.setdefault(uri, hit["_id"])
+        return found
+
+    def ids_without_caption(self, *, batch: int = 500) -> Iterator[list[str]]:
+        """Batches of ids of records that have no ImageScope caption yet (a scroll)."""
+        body = {
+            "size": batch,
+            "_source": False,
+            "sort": ["_doc"],
+            "query": {"bool": {"must_not": {"exists": {"field": self.fields.caption}}}},
+            "search_pipeline": self.settings.search_pipeline,
+        }
+        response = self.requests.call(
+            "list records without caption",
+            self.client.search,
+            index=self.alias,
+            body=body,
+            params={"scroll": "5m"},
+        )
+        scroll_id = response.get("_scroll_id")
+        try:
+            while hits := response["hits"]["hits"]:
+                yield [h["_id"] for h in hits]
+                response = self.requests.call(
+                    "continue the scroll",
+                    self.client.scroll,
+                    body={"scroll": "5m", "scroll_id": scroll_id},
+                )
+                scroll_id = response.get("_scroll_id", scroll_id)
+        finally:
+            if scroll_id:
+                self.requests.call_or_none(
+                    "clear the scroll", self.client.clear_scroll, body={"scroll_id": scroll_id}
+                )
+
+    def count_without_caption(self) -> int:
+        """Records that have no ImageScope caption yet."""
+        query = {"bool": {"must_not": {"exists": {"field": self.fields.caption}}}}
+        found = self.requests.call_or_none(
+            "count records", self.client.count, index=self.alias, body={"query": query}
+        )
+        return int(found["count"]) if found else 0
+
     def count(self) -> int:
         """Number of records in the catalog (0 when it does not exist)."""
         found = self.requests.call_or_none("count records", self.client.count, index=self.alias)
