@@ -21,6 +21,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from imagescope.cli_opensearch import app as opensearch_app
 from imagescope.errors import ConfigError, ImageScopeError, InputError
 from imagescope.schemas import (
     ComposedQuery,
@@ -44,6 +45,7 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+app.add_typer(opensearch_app, name="opensearch")
 F = TypeVar("F", bound=Callable[..., Any])
 
 
