@@ -13,14 +13,17 @@ nothing usable is left.
 from __future__ import annotations
 
 import logging
-import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
 import json_repair
 
 from imagescope.errors import ModelOutputError
+from imagescope.models.yes_no import LEADING_YES_NO as _LEADING_YES_NO
+from imagescope.models.yes_no import add_logprob as add_logprob
+from imagescope.models.yes_no import parse_yes_no as parse_yes_no
+from imagescope.models.yes_no import yes_probability as yes_probability
 from imagescope.schemas import AtomicEdit, EditKind, Evaluation, Intent, Proposition
 
 logger = logging.getLogger(__name__)
@@ -351,48 +354,6 @@ def parse_propositions(text: str, *, max_propositions: int) -> list[Proposition]
     if not out:
         raise ModelOutputError(f"the reasoner gave no usable proposition: {_excerpt(text)}")
     return list(out.values())[:max_propositions]
-
-
-# --------------------------------------------------------------------------- yes/no answers
-
-
-def add_logprob(logprobs: dict[str, float], token: str, *, logprob: float) -> None:
-    """Add a token's log-probability; distinct token ids that decode alike are summed."""
-    if token not in logprobs:
-        logprobs[token] = logprob
-        return
-    high, low = max(logprobs[token], logprob), min(logprobs[token], logprob)
-    logprobs[token] = high + math.log1p(math.exp(low - high)) if math.isfinite(low) else high
-
-
-_TOKEN_JUNK = " \t\n\u2581\u0120\u010a.,!:;\"'*`"
-
-
-def yes_probability(first_token_logprobs: Mapping[str, float]) -> float | None:
-    """P(yes) / (P(yes) + P(no)) over the first token's top log-probabilities.
-
-    Case and leading-space variants (" Yes", "yes", "YES", "▁yes") are summed.
-    None when neither word is among the top tokens.
-    """
-    p_yes = p_no = 0.0
-    for token, logprob in first_token_logprobs.items():
-        word = token.strip(_TOKEN_JUNK).lower()
-        if word in ("yes", "no") and math.isfinite(logprob):
-            if word == "yes":
-                p_yes += math.exp(logprob)
-            else:
-                p_no += math.exp(logprob)
-    total = p_yes + p_no
-    return p_yes / total if total > 0.0 else None
-
-
-_LEADING_YES_NO = re.compile(r"^[\W_]*(yes|no)\b", re.IGNORECASE)
-
-
-def parse_yes_no(text: str) -> bool | None:
-    """Yes/no from the reply text (its first word); None when it is neither."""
-    match = _LEADING_YES_NO.match(text)
-    return None if match is None else match.group(1).lower() == "yes"
 
 
 # --------------------------------------------------------------------------- evaluator verdicts
