@@ -102,3 +102,21 @@ def axe_violations(page: Any) -> list[dict[str, Any]]:
         }"""
     )
     return found
+
+
+def absent_pair(served: ServedCatalog) -> tuple[str, str]:
+    """A (category, colour) that no catalog image has: filters that match nothing."""
+    attrs = [it.attributes for it in served.items.values()]
+    seen = {(a["category"], a["colour"]) for a in attrs}
+    categories = sorted({a["category"] for a in attrs})
+    colours = sorted({a["colour"] for a in attrs})
+    return next((k, c) for k in categories for c in colours if (k, c) not in seen)
+
+
+def check_filters(page: Any, category: str, colour: str) -> None:
+    """Opens the filters and ticks ``category`` and ``colour``."""
+    if not page.locator("#filters-box").evaluate("e => e.open"):
+        page.locator("#filters-box summary").click()
+    field = 'fieldset[data-filter-field="{}"]'
+    page.locator(field.format("category")).get_by_label(category, exact=True).check()
+    page.locator(field.format("colour")).get_by_label(colour, exact=True).check()

@@ -118,7 +118,7 @@ def test_result_actions_search_from_a_result(
     assert target is not None
     caption = served_catalog.items[target].caption
 
-    card.get_by_role("button", name="Search with the caption of").click()
+    card.get_by_role("button", name="Search with this caption").click()
     expect()(page.get_by_label("Describe the image you want")).to_have_value(caption)
     assert url_params(page)["q"] == [caption]
     expect()(page.locator("#results > li").first).to_have_attribute(
@@ -126,7 +126,7 @@ def test_result_actions_search_from_a_result(
     )
 
     card = page.locator(f'#results > li[data-id="{target}"]')
-    card.get_by_role("button", name="More images like").click()
+    card.get_by_role("button", name="More like this").click()
     expect()(page.get_by_label("Reference image + edit")).to_be_checked()
     expect()(page.locator("#reference-preview")).to_contain_text(f"Catalog image {target}")
     assert url_params(page)["ref"] == [target]
@@ -138,7 +138,7 @@ def test_result_actions_search_from_a_result(
 
     other = page.locator("#results > li").nth(1)
     other_id = other.get_attribute("data-id")
-    other.get_by_role("button", name="as the reference image").click()
+    other.get_by_role("button", name="Use as reference").click()
     expect()(page.locator("#reference-preview")).to_contain_text(f"Catalog image {other_id}")
     expect()(page.get_by_label("Edit to apply")).to_have_value("")
     expect()(page.get_by_label("Edit to apply")).to_be_focused()

@@ -80,13 +80,15 @@ export function makeCard(candidate, actions) {
   $(".caption", card).textContent = name;
   const row = $(".actions", card);
   const specs = [
-    ["why", "Why this result?", `Why is ${name} in the results?`],
-    ["more", "More like this", `More images like ${name}`],
-    ["caption", "Search with this caption", `Search with the caption of ${name}`],
-    ["reference", "Use as reference", `Use ${name} as the reference image`],
+    ["why", "Why this result?"],
+    ["more", "More like this"],
+    ["caption", "Search with this caption"],
+    ["reference", "Use as reference"],
   ];
-  for (const [action, text, label] of specs) {
-    const b = button(text, `card-action ${action}`, label);
+  for (const [action, text] of specs) {
+    // The accessible name starts with the visible text and says which result.
+    const b = button(text, `card-action ${action}`);
+    b.append(hiddenText(`: ${name}`));
     b.addEventListener("click", () => actions[action](card.candidate, card));
     row.append(b);
   }

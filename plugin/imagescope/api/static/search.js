@@ -319,10 +319,16 @@ function finishJob(job) {
   }
 }
 
+/** "Stop reranking": the job's final state comes back from the DELETE itself. */
 async function cancelJob() {
-  if (!view.job) return;
+  if (!view.job || view.jobState !== "running") return;
+  const generation = view.generation;
   try {
-    await api(`v1/rerank-jobs/${encodeURIComponent(view.job.id)}`, { method: "DELETE" });
+    const job = await api(`v1/rerank-jobs/${encodeURIComponent(view.job.id)}`, { method: "DELETE" });
+    if (generation !== view.generation || view.jobState !== "running") return;
+    if (view.controller) view.controller.abort(); // stop polling a job that is over
+    showProgress(false);
+    finishJob(["succeeded", "failed"].includes(job.state) ? job : { ...job, state: "cancelled" });
   } catch (err) {
     hooks.error(err.message, { retry: false });
   }
