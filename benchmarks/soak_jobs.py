@@ -243,7 +243,7 @@ class Soak:
 
     def start_worker(self, *, wait: bool) -> None:
         env = self.env()
-        self.cluster.start_worker(wait=wait, delay_s=0.2, **env)
+        self.cluster.start_worker(wait=wait, delay_s=0.2, **env)  # type: ignore[arg-type]
 
     def alive_workers(self) -> list[Any]:
         return [w for w in self.cluster.workers if w.process.poll() is None]
