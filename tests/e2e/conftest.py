@@ -111,6 +111,28 @@ def live_server(server_factory: Callable[..., LiveServer]) -> LiveServer:
     return server_factory(verify_delay_s=VERIFY_DELAY_S)
 
 
+#: The API key the keyed test server takes.
+API_KEY = "e2e-key-1"
+
+
+@pytest.fixture(scope="session")
+def keyed_server(served_catalog: ServedCatalog) -> Iterator[LiveServer]:
+    """A server that wants ``X-API-Key: API_KEY`` (images: an image token)."""
+    import dataclasses
+
+    from pydantic import SecretStr
+
+    from imagescope.jobs.factory import build_job_backend, job_components
+
+    api = served_catalog.settings.api.model_copy(update={"api_keys": [SecretStr(API_KEY)]})
+    settings = served_catalog.settings.model_copy(update={"api": api})
+    keyed = dataclasses.replace(served_catalog, settings=settings)
+    jobs = build_job_backend(settings, job_components(served_catalog.components(), settings))
+    live = start_server(keyed, jobs)
+    yield live
+    live.stop()
+
+
 @pytest.fixture(scope="session")
 def empty_server(
     served_catalog: ServedCatalog, tmp_path_factory: pytest.TempPathFactory

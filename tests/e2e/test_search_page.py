@@ -16,7 +16,7 @@ import pytest
 
 from imagescope.schemas import ComposedQuery, ImageRef, TextQuery
 from tests.e2e.catalog import ServedCatalog
-from tests.e2e.conftest import ARTIFACTS, LiveServer, screenshot
+from tests.e2e.conftest import API_KEY, ARTIFACTS, LiveServer, screenshot
 from tests.e2e.pages import (
     card_ids,
     expect,
@@ -307,3 +307,21 @@ def test_the_page_is_keyboard_reachable_and_labelled(
             .map(e => e.outerHTML)"""
     )
     assert unlabelled == []
+
+
+def test_an_api_key_unlocks_the_page_and_its_thumbnails(
+    page: Any, keyed_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    thumbnails: list[str] = []
+    page.on("request", lambda r: thumbnails.append(r.url) if "/thumbnail" in r.url else None)
+    page.goto(keyed_server.url)
+    alert = page.get_by_role("alert")
+    expect()(alert).to_contain_text("enter it under Connection")
+    page.get_by_label("API key (if the server asks for one)").fill(API_KEY)
+    alert.get_by_role("button", name="Retry").click()
+    expect()(page.locator("#catalog-info")).to_contain_text(f"{len(served_catalog.items)} images")
+    page.get_by_label("Checking").select_option("1")
+    search_text(page, "red circles")
+    expect()(page.locator("#results > li")).to_have_count(PAGE)
+    wait_thumbnails(page)
+    assert thumbnails and all("token=" in url for url in thumbnails)

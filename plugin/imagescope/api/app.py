@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 import imagescope
-from imagescope.api import catalog_routes, score_routes
+from imagescope.api import catalog_routes, page_routes, score_routes
 from imagescope.api.errors import client_text, validation_error
 from imagescope.api.json_guard import JsonGuard
 from imagescope.api.limits import BodySizeLimit
@@ -91,6 +91,7 @@ def create_app(engine: Engine, jobs: JobBackend, settings: Settings) -> FastAPI:
     app.include_router(ops)
     app.include_router(catalog_routes.router)
     app.include_router(score_routes.router)
+    app.include_router(page_routes.router)
     if (STATIC_DIR / "index.html").is_file():
         from fastapi.staticfiles import StaticFiles
 

@@ -103,14 +103,41 @@ function describeError(status, data, text) {
 
 // ------------------------------------------------------------------ image URLs
 
+// With API keys on, an <img> cannot send X-API-Key: POST v1/image-token gives a
+// short-lived token (also set as a cookie for v1/images), added to image URLs.
+let imageToken = null; // {token, expires_at, key}
+const TOKEN_MARGIN_MS = 60_000;
+
+/** Gets an image token for the current API key when there is one and none is fresh. */
+export async function refreshImageToken() {
+  const key = apiKey();
+  if (!key) {
+    imageToken = null;
+    return;
+  }
+  const fresh = imageToken && imageToken.key === key;
+  if (fresh && imageToken.expires_at * 1000 - Date.now() > TOKEN_MARGIN_MS) return;
+  try {
+    imageToken = { ...(await api("v1/image-token", { method: "POST" })), key };
+  } catch {
+    imageToken = null; // the server has no tokens (or refuses the key): images say so
+  }
+}
+
+function withToken(url) {
+  if (!imageToken) return url;
+  const join = url.includes("?") ? "&" : "?";
+  return `${url}${join}token=${encodeURIComponent(imageToken.token)}`;
+}
+
 /** Relative URL of a catalog thumbnail: every thumbnail on the page comes from here. */
 export function thumbSrc(id, size) {
-  return `v1/images/${encodeURIComponent(id)}/thumbnail?size=${size}`;
+  return withToken(`v1/images/${encodeURIComponent(id)}/thumbnail?size=${size}`);
 }
 
 /** Relative URL of a full catalog image. */
 export function imageSrc(id) {
-  return `v1/images/${encodeURIComponent(id)}`;
+  return withToken(`v1/images/${encodeURIComponent(id)}`);
 }
 
 /** The catalog id in a URL of this page's own image endpoints, or null. */

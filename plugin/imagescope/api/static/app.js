@@ -8,7 +8,7 @@
  * search.js runs searches and draws results; reference.js takes reference
  * images; filters.js, picker.js, cards.js and trace.js draw their parts.
  */
-import { api } from "./api.js";
+import { api, refreshImageToken } from "./api.js";
 import { $, button, el } from "./dom.js";
 import {
   applyFilterParams,
@@ -338,7 +338,8 @@ async function loadCatalogInfo() {
   } catch (err) {
     $("#catalog-info").textContent = "Catalog unavailable";
     holder.replaceChildren(el("p", "Filters are unavailable.", "muted"));
-    showError(err.message, { retry: err.status === 0 || err.status >= 500 });
+    if ([401, 403].includes(err.status)) $("details.settings").open = true;
+    showError(err.message, { retry: true });
     return false;
   }
 }
@@ -394,6 +395,7 @@ function wire() {
     $("input[name=kind]:checked").focus();
   });
   window.addEventListener("popstate", () => restoreFromUrl());
+  $("#api-key-input").addEventListener("change", () => refreshImageToken());
   const errorHooks = { error: showError, clearError };
   initReference({
     changed: () => {},

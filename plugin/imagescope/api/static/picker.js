@@ -1,5 +1,5 @@
 /* The catalog picker: a dialog to choose a reference image from the catalog. */
-import { api, setThumb } from "./api.js";
+import { api, refreshImageToken, setThumb } from "./api.js";
 import { $, el } from "./dom.js";
 
 const PAGE = 24;
@@ -36,6 +36,7 @@ async function loadPage(reset) {
   if (picker.q) params.set("q", picker.q);
   $("#catalog-status").textContent = "Loading…";
   try {
+    await refreshImageToken();
     const page = await api(`v1/catalog/images?${params}`);
     for (const image of page.items) grid.append(item(image));
     picker.offset += page.items.length;

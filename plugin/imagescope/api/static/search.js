@@ -6,7 +6,7 @@
  * Results come in pages of PAGE cards ("Show more results", or scrolling to the
  * end); past the fetched list, stage 1 is asked for a longer one.
  */
-import { api } from "./api.js";
+import { api, refreshImageToken } from "./api.js";
 import { makeCard, stems, updateCard } from "./cards.js";
 import { $, duration } from "./dom.js";
 import { openWhy, renderTrace } from "./trace.js";
@@ -186,6 +186,7 @@ export async function search(query, stages) {
   $("#search-form").setAttribute("aria-busy", "true");
   setStatus({ stage1: "Searching…", rerank: "", accepted: "" });
   try {
+    await refreshImageToken();
     const started = performance.now();
     const result = await api("v1/search", {
       method: "POST",
