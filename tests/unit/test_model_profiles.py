@@ -316,3 +316,14 @@ def test_shipped_chat_templates_render_the_raw_prompt(name: str, placeholder: st
     text = "Is there a dog?"
     rendered = _render(profile, placeholder + text, bos_token="<s>", eos_token="</s>")
     assert rendered == "<s>" + profile.render(text, images=1 if placeholder else 0)
+
+
+def test_role_model_ids_change_with_the_profile(llms: list[FakeLLM]) -> None:
+    """The answer cache is keyed by model id: a changed prompt format must not reuse answers."""
+    engine = VLLMEngine(model="OpenGVLab/InternVL2-8B")
+    default = ChatVerifier(VLLMChatModel(engine)).model_id
+    same = ChatVerifier(VLLMChatModel(engine, profile=profile_for(engine.model))).model_id
+    resized = profile_for(engine.model, ProfileSettings(image_size=(448, 448)))
+    other = ChatVerifier(VLLMChatModel(engine, profile=resized)).model_id
+    assert default == same and default.startswith("vllm:OpenGVLab/InternVL2-8B#prompts-v1")
+    assert "#profile-internvl2-" in default and other != default

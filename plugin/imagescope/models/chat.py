@@ -85,7 +85,11 @@ class Usage:
 
 
 class _ChatRole:
-    """Shared plumbing: the transport, its profile, the prompt book, usage, reply counts."""
+    """Shared plumbing: the transport, its profile, the prompt book, usage, reply counts.
+
+    ``model_id`` (part of the answer-cache key) names the transport's model, the
+    prompt book's version and, when the transport has one, the profile's digest.
+    """
 
     def __init__(self, chat: ChatModel, *, prompts: PromptBook | None = None) -> None:
         self.chat = chat
@@ -96,6 +100,8 @@ class _ChatRole:
         )
         self.usage = Usage()
         self.model_id = f"{chat.model_id}#prompts-{self.book.version}"
+        if profile is not None:  # the transport's profile shapes the requests too
+            self.model_id += f"#profile-{self.profile.name}-{self.profile.digest}"
 
     def _complete(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
         if not requests:

@@ -17,8 +17,9 @@ for models whose tokenizer ships none.
 
 from __future__ import annotations
 
+import hashlib
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,8 @@ from imagescope.settings import ProfileSettings
 PromptFormat = Literal["chat", "raw"]
 YesNoReading = Literal["logprobs", "text"]
 
+#: Profile fields that do not change what a model is sent or how its reply is read.
+_NOT_SHAPING = {"name", "patterns", "engine_options", "serve_flags", "chat_template"}
 #: Shipped ``--chat-template`` files for ``vllm serve``.
 CHAT_TEMPLATES_DIR = Path(__file__).resolve().parent / "chat_templates"
 
@@ -70,6 +73,12 @@ class ModelProfile:
     serve_flags: tuple[str, ...] = ()
     #: A shipped ``--chat-template`` file (name under ``CHAT_TEMPLATES_DIR``).
     chat_template: str | None = None
+
+    @property
+    def digest(self) -> str:
+        """Short hash of every field that shapes requests or reads replies (cache keys)."""
+        shaping = {k: v for k, v in asdict(self).items() if k not in _NOT_SHAPING}
+        return hashlib.sha256(repr(sorted(shaping.items())).encode()).hexdigest()[:8]
 
     def matches(self, model_id: str) -> bool:
         return any(re.search(p, model_id, re.IGNORECASE) for p in self.patterns)
