@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field, SecretStr, model_validator
+from pydantic import BaseModel, Field, PositiveInt, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -75,9 +75,9 @@ class ProfileSettings(BaseModel):
     image_token: str | None = None
     stop_tokens: list[str] | None = None
     #: Single images (verifier, captioner) are resized to this (width, height).
-    image_size: tuple[int, int] | None = None
+    image_size: tuple[PositiveInt, PositiveInt] | None = None
     #: Each half of a side-by-side evaluation image is letterboxed to this.
-    panel_size: tuple[int, int] | None = None
+    panel_size: tuple[PositiveInt, PositiveInt] | None = None
     yes_no: Literal["logprobs", "text"] | None = None
     max_images: int | None = Field(default=None, ge=0)
     #: The verifier's question format, with ``{question}``.

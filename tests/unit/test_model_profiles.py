@@ -327,3 +327,8 @@ def test_role_model_ids_change_with_the_profile(llms: list[FakeLLM]) -> None:
     other = ChatVerifier(VLLMChatModel(engine, profile=resized)).model_id
     assert default == same and default.startswith("vllm:OpenGVLab/InternVL2-8B#prompts-v1")
     assert "#profile-internvl2-" in default and other != default
+
+
+def test_image_sizes_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="greater than 0"):
+        ProfileSettings(panel_size=(0, 800))
