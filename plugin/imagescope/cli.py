@@ -174,7 +174,7 @@ def print_result(result: SearchResult, *, limit: int) -> None:
 
 def parse_stages(stages: str) -> list[int]:
     """``"1,2,3"`` -> [1, 2, 3], checked (they must include 1 and be among 1, 2, 3)."""
-    from imagescope.engine import check_stages
+    from imagescope.stages import check_stages
 
     try:
         numbers = [int(s) for s in stages.split(",") if s.strip()]

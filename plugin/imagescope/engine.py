@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from imagescope.errors import InputError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.fusion import ScoredHit, fused_search
 from imagescope.pipeline.rerank import rerank
@@ -34,30 +33,15 @@ from imagescope.schemas import (
     Trace,
 )
 from imagescope.settings import ImageLimits, PipelineSettings
+from imagescope.stages import STAGES, check_rerank_stages, check_stages
+
+__all__ = ["STAGES", "Engine", "as_query", "check_rerank_stages", "check_stages"]
 
 if TYPE_CHECKING:
     from PIL.Image import Image
 
     from imagescope.ingest.runner import IngestReport
     from imagescope.ingest.sources import IngestItem
-
-STAGES = (1, 2, 3)
-
-
-def check_stages(stages: Sequence[int]) -> list[int]:
-    """The requested stages, sorted; they must include 1 and be among 1, 2, 3."""
-    wanted = sorted(set(stages))
-    if not wanted or any(s not in STAGES for s in wanted) or wanted[0] != 1:
-        raise InputError(f"stages must include 1 and be among 1, 2, 3; got {list(stages)}")
-    return wanted
-
-
-def check_rerank_stages(stages: Sequence[int]) -> list[int]:
-    """The later stages of a rerank job: 2 and/or 3 (a 1 among them is ignored)."""
-    wanted = sorted({s for s in stages if s != 1})
-    if not wanted or any(s not in (2, 3) for s in wanted):
-        raise InputError(f"a rerank job runs stages 2 and/or 3; got {list(stages)}")
-    return wanted
 
 
 def as_query(query: Query | str) -> Query:

@@ -31,7 +31,29 @@ RoleBuilder = Callable[[RoleSettings, Embedder], T]
 # --------------------------------------------------------------------------- embedders
 
 
+def _needs_download(settings: EmbedderSettings) -> bool:
+    """True when the weights are neither a local file/folder nor possibly cached."""
+    for source in (settings.pretrained, settings.model.removeprefix("local-dir:")):
+        if source and Path(source).expanduser().exists():
+            return False
+    return settings.pretrained is not None or settings.model.startswith("hf-hub:")
+
+
+def _check_offline(settings: EmbedderSettings) -> None:
+    """Fail before importing torch when the weights can neither be read nor fetched."""
+    from imagescope.models.hub import hub_offline, nothing_cached
+
+    if _needs_download(settings) and nothing_cached() and hub_offline():
+        raise ConfigError(
+            f"the {settings.kind} model {settings.model!r} ({settings.pretrained or 'default'}) "
+            "is not cached here and the Hugging Face Hub cannot be reached (offline, or "
+            "HF_HUB_OFFLINE=1); fetch it once with network access, or point "
+            "IMAGESCOPE_MODELS__EMBEDDER__PRETRAINED at a local checkpoint"
+        )
+
+
 def _open_clip(settings: EmbedderSettings) -> Embedder:
+    _check_offline(settings)
     from imagescope.models.open_clip_embedder import OpenClipEmbedder
 
     return OpenClipEmbedder(
@@ -44,6 +66,7 @@ def _open_clip(settings: EmbedderSettings) -> Embedder:
 
 
 def _sentence_transformers(settings: EmbedderSettings) -> Embedder:
+    _check_offline(settings.model_copy(update={"pretrained": settings.model}))
     from imagescope.models.st_embedder import SentenceTransformersEmbedder
 
     return SentenceTransformersEmbedder(

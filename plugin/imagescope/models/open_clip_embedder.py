@@ -19,28 +19,25 @@ is always registered and ``config_dir`` adds another.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-import socket
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from difflib import get_close_matches
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import numpy as np
 import open_clip
 import torch
-from huggingface_hub import constants as hf_constants
 from huggingface_hub import try_to_load_from_cache
 from open_clip.constants import HF_SAFE_WEIGHTS_NAME, HF_WEIGHTS_NAME
 from PIL.Image import Image
 
 from imagescope.errors import ConfigError, ImageError, ModelBackendError
 from imagescope.models.base import Embedder, Vectors
+from imagescope.models.hub import hub_offline
 
 logger = logging.getLogger(__name__)
 
@@ -62,39 +59,6 @@ _PREPROCESS_KEYS = {
 _registered: dict[Path, frozenset[str]] = {}
 _registry_lock = threading.Lock()
 _Item = TypeVar("_Item")
-
-
-#: Seconds to wait for the Hub to accept a connection before treating it as offline.
-HUB_PROBE_TIMEOUT_S = 2.0
-
-
-@functools.lru_cache(maxsize=4)
-def hub_reachable(endpoint: str | None = None, timeout_s: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether the Hugging Face Hub accepts a TCP connection (checked once per process).
-
-    Without it a missing download would retry for a minute or more before failing.
-    """
-    url = urlsplit(endpoint or hf_constants.ENDPOINT)
-    host = url.hostname or "huggingface.co"
-    port = url.port or (80 if url.scheme == "http" else 443)
-    try:
-        socket.create_connection((host, port), timeout=timeout_s).close()
-    except OSError as exc:
-        logger.info("Hugging Face Hub %s:%d unreachable (%s): working offline", host, port, exc)
-        return False
-    return True
-
-
-def hub_offline() -> bool:
-    """True when Hugging Face Hub downloads cannot happen: ``HF_HUB_OFFLINE=1``, or the
-    Hub does not answer within ``HUB_PROBE_TIMEOUT_S`` (then only cached files are used).
-
-    Reads the environment now, as well as huggingface_hub's import-time flag.
-    """
-    value = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
-    if bool(hf_constants.HF_HUB_OFFLINE) or value.strip().lower() in {"1", "true", "yes", "on"}:
-        return True
-    return not hub_reachable()
 
 
 def register_model_configs(config_dir: Path) -> None:

@@ -22,7 +22,7 @@ from PIL.Image import Image
 
 from imagescope.errors import ConfigError, ImageError, ModelBackendError
 from imagescope.models.base import Embedder, Vectors
-from imagescope.models.open_clip_embedder import hub_offline
+from imagescope.models.hub import hub_offline
 
 logger = logging.getLogger(__name__)
 
