@@ -17,9 +17,6 @@ from PIL.Image import Image
 from imagescope.errors import ModelOutputError
 from imagescope.models.base import (
     Captioner,
-    ChatModel,
-    ChatReply,
-    ChatRequest,
     Embedder,
     EvaluationItem,
     Evaluator,
@@ -172,25 +169,3 @@ class FakeEvaluator(Evaluator):
             reason = f"fake verdict for {it.candidate_id}"
             out.append(Evaluation(accepted=ok, reason=reason, raw=f"ANSWER: {verdict}. {reason}"))
         return out
-
-
-class FakeChatModel(ChatModel):
-    """Replies with ``responder(request)`` (a string or a full ChatReply)."""
-
-    def __init__(
-        self,
-        responder: Callable[[ChatRequest], str | ChatReply],
-        *,
-        model_id: str = "fake-chat",
-    ) -> None:
-        self._responder = responder
-        self.model_id = model_id
-        self.batches: list[list[ChatRequest]] = []
-
-    def complete(self, requests: Sequence[ChatRequest]) -> list[ChatReply]:
-        self.batches.append(list(requests))
-        replies = []
-        for request in requests:
-            reply = self._responder(request)
-            replies.append(reply if isinstance(reply, ChatReply) else ChatReply(text=reply))
-        return replies
