@@ -8,7 +8,9 @@ writer   ``store.upsert`` of ``CatalogRecord`` batches (``update_captions`` for 
 Re-running is idempotent: a record with the same id is replaced in place. An
 item without a caption keeps the caption the store already holds for its id
 (re-embedded with the current embedder) unless ``recaption=True``, so a re-run
-neither loses backfilled captions nor pays for captioning twice.
+neither loses backfilled captions nor pays for captioning twice. With a
+manifest (``ingest.changes``), items whose content hash is unchanged since they
+were last written are skipped before any image is decoded or embedded.
 
 Paths are loaded through :func:`~imagescope.ingest.images.load_image`, so the
 folders being ingested must be inside ``limits.allowed_roots``.
@@ -29,6 +31,7 @@ from PIL.Image import Image
 from tqdm import tqdm
 
 from imagescope.errors import BackendError, BulkIngestError, ImageScopeError, ModelOutputError
+from imagescope.ingest.changes import ChangeTracker, IngestManifest
 from imagescope.ingest.images import load_image, thumbnail
 from imagescope.ingest.sources import IngestItem
 from imagescope.models.base import Captioner, Embedder, Vectors
@@ -52,6 +55,11 @@ class IngestReport:
     skipped: int = 0
     #: Captions written by the captioner in this run.
     captioned: int = 0
+    #: Of ``ok``: ids the store did not hold before, and ids it held (replaced).
+    new: int = 0
+    updated: int = 0
+    #: Left alone because their content hash matches the one last written.
+    unchanged: int = 0
     seconds: float = 0.0
 
     @property
@@ -72,6 +80,9 @@ class _Mapped(Generic[Out]):
     failed: dict[str, str] = field(default_factory=dict)
     skipped: int = 0
     captioned: int = 0
+    unchanged: int = 0
+    #: Ids of ``outputs`` the store did not hold before this batch.
+    new_ids: set[str] = field(default_factory=set)
 
 
 def _run(
@@ -82,6 +93,7 @@ def _run(
     total: int | None,
     progress: bool,
     desc: str,
+    on_written: Callable[[list[str]], None] | None = None,
 ) -> IngestReport:
     """The runner: map each batch, write what mapped, account for every id."""
     report = IngestReport()
@@ -90,7 +102,13 @@ def _run(
         for batch in batches:
             mapped = mapper(batch)
             written = writer(mapped.outputs) if mapped.outputs else BulkReport()
-            report.ok += len(written.succeeded)
+            succeeded = list(written.succeeded)
+            report.ok += len(succeeded)
+            report.new += sum(i in mapped.new_ids for i in succeeded)
+            report.updated += sum(i not in mapped.new_ids for i in succeeded)
+            report.unchanged += mapped.unchanged
+            if on_written is not None:
+                on_written(succeeded)
             report.failed.update(mapped.failed)
             report.failed.update(written.failed)
             report.skipped += mapped.skipped
@@ -187,7 +205,9 @@ class _IngestMapper:
         captioner: Captioner | None,
         skip_existing: bool,
         recaption: bool,
+        tracker: ChangeTracker | None = None,
     ) -> None:
+        self._tracker = tracker
         self._loader = loader
         self._store = store
         self._embedder = embedder
@@ -197,7 +217,13 @@ class _IngestMapper:
 
     def __call__(self, batch: list[IngestItem]) -> _Mapped[CatalogRecord]:
         mapped: _Mapped[CatalogRecord] = _Mapped()
-        existing = self._existing_captions(batch)
+        present = {r.id: r.caption for r in self._store.get([item.id for item in batch])}
+        existing = self._existing_captions(batch, present)
+        mapped.new_ids = {item.id for item in batch if item.id not in present}
+        if self._tracker is not None:
+            changed = self._tracker.changed(batch, set(present))
+            mapped.unchanged = len(batch) - len(changed)
+            batch = changed
         if self._skip_existing:
             mapped.skipped = sum(item.id in existing for item in batch)
             batch = [item for item in batch if item.id not in existing]
@@ -219,12 +245,14 @@ class _IngestMapper:
         mapped.outputs = self._records(loaded, images, captions=captions, failed=mapped.failed)
         return mapped
 
-    def _existing_captions(self, batch: list[IngestItem]) -> dict[str, str]:
+    def _existing_captions(
+        self, batch: list[IngestItem], present: dict[str, str]
+    ) -> dict[str, str]:
         """id -> stored caption ("" when none) for the batch's ids already in the store."""
-        wanted = [item.id for item in batch if self._skip_existing or not item.caption]
-        if not wanted or (self._recaption and not self._skip_existing):
+        if self._recaption and not self._skip_existing:
             return {}
-        return {record.id: record.caption for record in self._store.get(wanted)}
+        wanted = {item.id for item in batch if self._skip_existing or not item.caption}
+        return {i: caption for i, caption in present.items() if i in wanted}
 
     def _records(
         self,
@@ -332,6 +360,8 @@ def ingest(
     recaption: bool = False,
     workers: int = 4,
     image_max_side: int | None = 1024,
+    manifest: IngestManifest | None = None,
+    models: str = "",
 ) -> IngestReport:
     """Load, caption, embed and upsert ``items``; never aborts on a bad image.
 
@@ -341,9 +371,12 @@ def ingest(
     ``captioner`` is given. ``skip_existing`` leaves ids already in the store
     untouched (resuming an interrupted run). Images are downscaled to
     ``image_max_side`` before the models see them, bounding memory per batch.
-    Per-id failures are in the returned report; store outages raise.
+    Per-id failures are in the returned report; store outages raise. With a
+    ``manifest``, items unchanged since last written (same content hash for the
+    same ``models``) are skipped and counted in ``report.unchanged``.
     """
     store.ensure(embedder.dim)
+    tracker = ChangeTracker(manifest, limits=limits, models=models) if manifest else None
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="ingest-load") as pool:
         loader = _ImageLoader(pool, limits=limits, max_side=image_max_side)
         mapper = _IngestMapper(
@@ -353,6 +386,7 @@ def ingest(
             captioner=captioner,
             skip_existing=skip_existing,
             recaption=recaption,
+            tracker=tracker,
         )
         return _run(
             _batched(items, batch_size),
@@ -361,6 +395,7 @@ def ingest(
             total=len(items) if isinstance(items, Sized) else None,
             progress=progress,
             desc="ingest",
+            on_written=tracker.written if tracker else None,
         )
 
 
