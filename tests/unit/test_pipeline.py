@@ -153,7 +153,7 @@ def test_empty_query_and_unknown_reference_are_clear_errors() -> None:
         run_stage1(comps, query, params=PipelineSettings())
 
 
-def test_dialog_turns_refine_the_previous_rounds_description() -> None:
+def test_dialog_turns_reach_the_reasoner_as_turns() -> None:
     reasoner = FakeReasoner()
     comps = make_components(reasoner=reasoner)
     query = DialogQuery(
@@ -164,13 +164,14 @@ def test_dialog_turns_refine_the_previous_rounds_description() -> None:
         ],
     )
     result = run_stage1(comps, query, params=PipelineSettings(limit=3))
+    # Round r: the caption and the first r turns (the fake writes them as one text).
     assert reasoner.intent_calls == [
         ("a dress", None),
-        ("what colour? red", "a dress"),
-        ("sleeves? long", "a dress what colour? red"),
+        ("a dress. what colour? red", None),
+        ("a dress. what colour? red. sleeves? long", None),
     ]
     assert len(result.trace.dialog_rounds) == 3
-    assert result.trace.descriptions[-1] == "a dress what colour? red sleeves? long"
+    assert result.trace.descriptions[-1] == "a dress. what colour? red. sleeves? long"
 
 
 # ------------------------------------------------------------------ stage 2

@@ -86,7 +86,7 @@ def test_instruction_to_edits(
     ("turn", "instruction"),
     [
         ("is there a dog? yes", "with a dog"),
-        ("Q: are there any people? A: no", "without any people"),
+        ("Q: are there any people? A: no", "without people"),
         ("is the car red? yes", "make the car red"),
         ("what color is the car? blue", "make the car blue"),
         ("what colour is the background? navy", "make the background navy"),
@@ -117,6 +117,11 @@ def test_yes_no_dialog_turn_is_itself_a_proposition() -> None:
 
 def described(instruction: str, caption: str | None) -> list[str]:
     return RuleReasoner().synthesize_intent(instruction, reference_caption=caption).descriptions
+
+
+def scene(instruction: str, caption: str | None) -> str:
+    """The finest of the three descriptions: the full edited scene."""
+    return described(instruction, caption)[-1]
 
 
 @pytest.mark.parametrize(
@@ -160,24 +165,32 @@ def described(instruction: str, caption: str | None) -> list[str]:
          "a blue t-shirt with long sleeves"),
         # What the rules cannot read is kept as free text, never as "with a make it ...".
         ("a brown dog lying on a sofa", "change the dog to a cat and make it sit on the grass",
-         "a brown cat lying on a sofa, sit on the grass"),
+         "a brown cat lying on a sofa, sitting on the grass"),
     ],
 )  # fmt: skip
 def test_edits_rewrite_the_reference_caption(caption: str, instruction: str, expected: str) -> None:
-    assert described(instruction, caption) == [expected]
+    assert scene(instruction, caption) == expected
 
 
-def test_a_text_query_keeps_the_users_text() -> None:
-    # Coarser descriptions ("dog, ball") would dilute the averaged retrieval score.
-    assert described("A dog with a red ball", None) == ["A dog with a red ball"]
+def test_a_text_query_is_its_own_finest_description() -> None:
+    assert described("A dog with a red ball", None) == [
+        "a dog",
+        "a photo of a dog with a red ball",
+        "a dog with a red ball",
+    ]
     text = "at the bottom two plain pink diamonds on a beige background"
-    assert described(text, None) == [text]
+    assert described(text, None) == [
+        "two plain pink diamonds",
+        "two plain pink diamonds on a beige background",
+        text,
+    ]
 
 
 def test_what_must_not_be_there_is_left_out_first() -> None:
     assert described("a beach at sunset, no people", None) == [
+        "a beach",
+        "a photo of a beach at sunset",
         "a beach at sunset",
-        "a beach at sunset, no people",
     ]
 
 
@@ -207,7 +220,7 @@ def test_what_must_not_be_there_is_left_out_first() -> None:
 def test_dialog_answers_merge_into_the_running_description(
     previous: str, turn: str, expected: str
 ) -> None:
-    assert described(turn, previous) == [expected]
+    assert scene(turn, previous) == expected
 
 
 def test_a_whole_dialog_in_one_text_is_applied_turn_by_turn() -> None:
@@ -215,13 +228,17 @@ def test_a_whole_dialog_in_one_text_is_applied_turn_by_turn() -> None:
         "a red shape. where is it in the picture? in the centre. what colour is the "
         "background? navy. does it have a pattern? yes, dots. what shape is it? diamond"
     )
-    assert described(dialog, None) == ["a red dotted diamond in the centre on a navy background"]
+    assert described(dialog, None) == [
+        "a red dotted diamond",
+        "a red dotted diamond in the centre",
+        "a red dotted diamond in the centre on a navy background",
+    ]
 
 
 def test_a_removal_turn_keeps_what_came_before() -> None:
-    assert described("no stripes", "two red striped squares on the left") == [
+    assert scene("no stripes", "two red striped squares on the left") == (
         "two plain red squares on the left"
-    ]
+    )
 
 
 def test_description_editor_pieces() -> None:

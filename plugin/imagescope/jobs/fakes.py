@@ -26,9 +26,16 @@ import time
 from collections.abc import Sequence
 
 from imagescope.errors import ModelBackendError, ModelOutputError
-from imagescope.models.base import EvaluationItem, Evaluator, Reasoner, Verifier, VerifyItem
+from imagescope.models.base import (
+    EvaluationItem,
+    Evaluator,
+    Reasoner,
+    Verifier,
+    VerifyItem,
+    dialog_text,
+)
 from imagescope.pipeline.context import Components
-from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
+from imagescope.schemas import Answer, AtomicEdit, DialogTurn, Evaluation, Intent, Proposition
 from imagescope.settings import Settings
 
 DELAY_ENV = "IMAGESCOPE_FAKES__VERIFY_DELAY_S"
@@ -46,8 +53,14 @@ class KeywordReasoner(Reasoner):
     model_id = "scripted-reasoner"
 
     def synthesize_intent(
-        self, instruction: str, *, reference_caption: str | None, num_descriptions: int = 3
+        self,
+        instruction: str,
+        *,
+        reference_caption: str | None,
+        num_descriptions: int = 3,
+        turns: Sequence[DialogTurn] | None = None,
     ) -> Intent:
+        instruction = dialog_text(instruction, turns) if turns else instruction
         text = f"{reference_caption}, {instruction}" if reference_caption else instruction
         return Intent(descriptions=[text] * max(1, num_descriptions))
 

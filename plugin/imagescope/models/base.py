@@ -30,7 +30,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL.Image import Image
 
-from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
+from imagescope.schemas import Answer, AtomicEdit, DialogTurn, Evaluation, Intent, Proposition
 
 Vectors = NDArray[np.float32]
 #: One embedding, shape ``(dim,)``.
@@ -68,6 +68,10 @@ class Reasoner(ABC):
     """The text-only reasoner of stages 1a and 2a.
 
     ``synthesize_intent`` returns at least one description (coarse to fine).
+    A dialog keeps its turns: ``instruction`` is then the dialog's caption and
+    ``turns`` its question/answer rounds in order (``dialog_text`` writes them
+    as one text for a backend that reads text only); the intent describes the
+    image after the last turn.
     Implementations repair malformed model output where they can and raise
     ``ModelOutputError`` when they cannot; the pipeline then falls back to the
     raw instruction. Transport failures raise ``ModelBackendError``.
@@ -77,7 +81,12 @@ class Reasoner(ABC):
 
     @abstractmethod
     def synthesize_intent(
-        self, instruction: str, *, reference_caption: str | None, num_descriptions: int = 3
+        self,
+        instruction: str,
+        *,
+        reference_caption: str | None,
+        num_descriptions: int = 3,
+        turns: Sequence[DialogTurn] | None = None,
     ) -> Intent: ...
 
     @abstractmethod
@@ -89,6 +98,14 @@ class Reasoner(ABC):
         descriptions: Sequence[str],
         reference_caption: str | None,
     ) -> list[Proposition]: ...
+
+
+def dialog_text(caption: str, turns: Sequence[DialogTurn] | None) -> str:
+    """A dialog as one text: "caption. question? answer. question? answer"."""
+    parts = [caption.strip().rstrip(".")]
+    for turn in turns or ():
+        parts.append(f"{turn.question.strip().rstrip('?')}? {turn.answer.strip().rstrip('.')}")
+    return ". ".join(p for p in parts if p)
 
 
 @dataclass(frozen=True)

@@ -40,12 +40,13 @@ from imagescope.models.base import (
     Reasoner,
     Verifier,
     VerifyItem,
+    dialog_text,
 )
 from imagescope.models.compose import Compose, evaluation_images, fit_image
 from imagescope.models.compose import compose_side_by_side as compose_side_by_side
 from imagescope.models.profiles import ModelProfile, profile_named
 from imagescope.models.prompt_files import BUILTIN, PromptBook
-from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
+from imagescope.schemas import Answer, AtomicEdit, DialogTurn, Evaluation, Intent, Proposition
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,9 @@ class ChatReasoner(_ChatRole, Reasoner):
         *,
         reference_caption: str | None,
         num_descriptions: int = 3,
+        turns: Sequence[DialogTurn] | None = None,
     ) -> Intent:
+        instruction = dialog_text(instruction, turns) if turns else instruction
         if not instruction.strip():
             raise EmptyQueryError("the instruction is empty; say what the wanted image shows")
         if num_descriptions < 1:

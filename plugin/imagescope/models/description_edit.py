@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 
+from imagescope.models.lexicon import can_be_noun, is_function_word, is_verb_only
 from imagescope.models.word_classes import (
     COLOUR,
     COLOUR_SHADES,
@@ -81,7 +82,26 @@ def is_stop(token: str) -> bool:
     """Whether a token ends a noun phrase (prepositions, verbs, punctuation, -ing verbs)."""
     if token in _STOPS or not token[0].isalnum():
         return True
-    return token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS
+    if token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS:
+        return True
+    return is_verb_only(token) and class_of(token) is None and not token.endswith("ed")
+
+
+def stops_at(tokens: list[str], index: int) -> bool:
+    """``is_stop`` in context: a participle ends a noun phrase unless a noun follows
+    ("a car parked on a street", but "a folded shirt")."""
+    token = tokens[index]
+    following = tokens[index + 1] if index + 1 < len(tokens) else ","
+    if token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS:
+        # "a living room", "a swimming pool"; but "a man riding a bike"
+        content = not is_stop(following) and following not in DETERMINERS
+        noun = can_be_noun(following) and not is_function_word(following)
+        return not (content and noun and count_of(following) is None)
+    if is_stop(token):
+        return True
+    if token.endswith("ed") and is_verb_only(token) and class_of(token) is None:
+        return index + 1 >= len(tokens) or is_stop(tokens[index + 1])
+    return False
 
 
 def _order(word: str) -> int:
@@ -111,10 +131,10 @@ class Description:
         if (place := POSITION_PHRASE.match(" ".join(self.tokens[skip:]))) is not None:
             skip += len(place[0].split())
         index = skip
-        while index < len(self.tokens) and is_stop(self.tokens[index]):
+        while index < len(self.tokens) and stops_at(self.tokens, index):
             index += 1
         head = None
-        while index < len(self.tokens) and not is_stop(self.tokens[index]):
+        while index < len(self.tokens) and not stops_at(self.tokens, index):
             head, index = index, index + 1
         return head
 
@@ -131,14 +151,13 @@ class Description:
         return self.subject() if head in PLACEHOLDER_NOUNS else None
 
     def _is_modifier(self, index: int) -> bool:
-        after = self.tokens[index + 1] if index + 1 < len(self.tokens) else ","
-        return not is_stop(after)
+        return index + 1 < len(self.tokens) and not stops_at(self.tokens, index + 1)
 
     def span(self, head: int) -> tuple[int, int]:
         """(start, end) of the noun phrase around ``head``; the end covers a
         trailing pattern phrase ("with stripes", "with no pattern")."""
         start = head
-        while start > 0 and not is_stop(self.tokens[start - 1]):
+        while start > 0 and not stops_at(self.tokens, start - 1):
             start -= 1
             if self.tokens[start] in DETERMINERS:
                 break
@@ -253,6 +272,10 @@ class Description:
         if head is None or not words:
             self.add(new)
             return
+        if len(words) > 3 or any(is_stop(w) for w in words):  # a phrase: it takes the place
+            start, end = self.span(head)
+            self.tokens[start:end] = _with_article(tokenize(new))
+            return
         number = count_of(words[0]) if len(words) > 1 else None
         plural = is_plural(self.tokens[head]) if number is None else number > 1
         self.tokens[head] = pluralize(words[-1]) if plural else singularize(words[-1])
@@ -291,7 +314,7 @@ class Description:
         for index, token in enumerate(self.tokens):
             if class_of(token) is PATTERN:
                 head = index
-                while head + 1 < len(self.tokens) and not is_stop(self.tokens[head + 1]):
+                while head + 1 < len(self.tokens) and not stops_at(self.tokens, head + 1):
                     head += 1
                 return self.tokens[head]
         return None
@@ -386,6 +409,8 @@ def _more(words: list[str]) -> tuple[int, list[str]] | None:
 
 
 def _with_article(words: list[str]) -> list[str]:
+    if not words:
+        return words
     if count_of(words[0]) is not None or words[0] in DETERMINERS or is_plural(words[-1]):
         return words
     return [article_for(words[0]), *words]

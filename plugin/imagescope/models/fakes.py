@@ -24,8 +24,9 @@ from imagescope.models.base import (
     Vectors,
     Verifier,
     VerifyItem,
+    dialog_text,
 )
-from imagescope.schemas import Answer, AtomicEdit, Evaluation, Intent, Proposition
+from imagescope.schemas import Answer, AtomicEdit, DialogTurn, Evaluation, Intent, Proposition
 
 #: PIL ``Image.info`` key whose text a FakeEmbedder embeds instead of the pixels.
 TEXT_KEY = "imagescope_text"
@@ -102,8 +103,14 @@ class FakeReasoner(Reasoner):
     intent_calls: list[tuple[str, str | None]] = field(default_factory=list)
 
     def synthesize_intent(
-        self, instruction: str, *, reference_caption: str | None, num_descriptions: int = 3
+        self,
+        instruction: str,
+        *,
+        reference_caption: str | None,
+        num_descriptions: int = 3,
+        turns: Sequence[DialogTurn] | None = None,
     ) -> Intent:
+        instruction = dialog_text(instruction, turns) if turns else instruction
         self.intent_calls.append((instruction, reference_caption))
         if self.fail_with is not None:
             raise self.fail_with

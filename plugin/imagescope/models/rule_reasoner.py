@@ -1,23 +1,21 @@
-"""A reasoner without a language model: atomic edits and propositions by rules.
+"""A reasoner without a language model: atomic edits, descriptions and propositions by rules.
 
-The CPU default when no LLM is configured. It splits an instruction into
-clauses (commas, semicolons, "and", "but", and before "with"/"without"),
-classifies each clause with keyword patterns into the method's five edit
-kinds and applies the edits to the reference caption with
-:class:`~imagescope.models.description_edit.Description`: a new value
-replaces the old value of its class ("make them blue" turns "red squares"
-into "blue squares"), a replacement swaps the noun, counts and positions are
-rewritten. Dialog turns written as "question? answer" are first rewritten
-into an instruction (:mod:`~imagescope.models.rule_dialog`).
+The CPU default when no LLM is configured. An instruction is split into
+clauses and each clause classified into the method's five edit kinds
+(:mod:`~imagescope.models.rule_clauses`): replacements ("X instead of Y",
+"replace Y with X", "change Y to X", "make it X"), additions, removals,
+counts, attributes and comparatives, places and viewpoints. Pronouns resolve
+to the element the previous clause talked about (the caption's subject
+first). The edits are applied to the reference caption and written as three
+descriptions, coarse to fine (:mod:`~imagescope.models.rule_descriptions`).
 
-Descriptions: every one states everything the user asked for (a coarser
-description that drops attributes only dilutes the averaged retrieval
-score). With a reference caption (composed queries, dialog rounds) the
-description is the edited caption; without one, the user's own text, after
-a copy without what must not be there ("no people"), since CLIP reads a
-negation as a mention. A whole dialog pasted as one text is applied turn by
-turn. Propositions: see :mod:`~imagescope.models.rule_propositions`.
-Deterministic.
+Dialogs arrive as turns: each "question? answer" round is restated as the
+edit it implies (:mod:`~imagescope.models.rule_dialog`: "how many are
+there? two" -> two of the subject) and applied to the running description.
+A whole dialog pasted as one text is split into its turns first. Text
+queries describe their target themselves; their descriptions leave out what
+must not be there ("no people"), since CLIP reads a negation as a mention.
+Propositions: see :mod:`~imagescope.models.rule_propositions`. Deterministic.
 """
 
 from __future__ import annotations
@@ -27,28 +25,33 @@ from collections.abc import Sequence
 
 from imagescope.errors import EmptyQueryError, InputError
 from imagescope.models.base import Reasoner
-from imagescope.models.description_edit import ING_NOUNS, Description, position_of, tokenize
+from imagescope.models.description_edit import Description, is_stop
+from imagescope.models.lexicon import INSTRUCTION_VERBS, is_verb_only
+from imagescope.models.rule_clauses import ATTRIBUTES, classify, clauses
+from imagescope.models.rule_descriptions import (
+    apply_edits,
+    asked_words,
+    granularities,
+    is_attribute,
+    is_place,
+    positive_text,
+)
 from imagescope.models.rule_dialog import dialog_proposition, split_transcript, turn_to_instruction
 from imagescope.models.rule_propositions import (
-    COMPARATIVES,
     Check,
     description_checks,
     edit_checks,
     merge,
 )
 from imagescope.models.word_classes import (
-    ADJECTIVE_CLASSES,
     CLASS_NAMES,
-    COLOUR_SHADES,
     DETERMINERS,
-    NUMBERS,
-    OTHER_ADJECTIVES,
     PATTERN_NOUNS,
     PRONOUNS,
     class_of,
     count_of,
 )
-from imagescope.schemas import AtomicEdit, EditKind, Intent, Proposition
+from imagescope.schemas import AtomicEdit, DialogTurn, EditKind, Intent, Proposition
 
 __all__ = [
     "RuleReasoner",
@@ -59,76 +62,17 @@ __all__ = [
     "turn_to_instruction",
 ]
 
-ATTRIBUTES = frozenset(
-    {w for c in ADJECTIVE_CLASSES for w in c.words} | COLOUR_SHADES | OTHER_ADJECTIVES
-)
 _PRONOUNS = PRONOUNS | {"image", "picture", "photo", "everything", "all"}
 #: What "it" refers to before anything was described.
 _NOTHING = "image"
 
-_FILLER = re.compile(
-    r"^(?:please\s+|i\s+want\s+|i'd\s+like\s+|the\s+(?:image|picture|photo)\s+should\s+"
-    r"|it\s+should\s+|should\s+|also\s+|then\s+|just\s+)+"
-)
-_SPLIT = re.compile(r"\s*(?:[,;.!?]|\band\b|\bbut\b|\bwhile\b|\bwhereas\b)\s*")
-_BEFORE_WITH = re.compile(r"\s+(?=\b(?:with|without)\b)")
 _LOCATION = re.compile(r"\s+\b(on|to|in|at|near|next to|behind|under|over|beside|onto|by)\b\s+")
-
 #: A clause that asks for a change rather than describing ("make it red", "no hat").
 _INSTRUCTING = re.compile(
     r"^(?:make|change|turn|replace|swap|substitute|convert|switch|remove|delete|erase|drop|add|"
     r"put|place|move|shift|keep|retain|same|without|no|not|only|more|less|fewer|still)\b"
     r"|\binstead of\b|->|=>|\bthan\b|\?"
 )
-_ATTR = "|".join(sorted(ATTRIBUTES))
-_ATTRS = rf"((?:(?:{_ATTR})\s+)*(?:{_ATTR}))"
-_NUMBER = "|".join([*NUMBERS, r"\d+"])
-_COMPARATIVE = "|".join(COMPARATIVES)
-_KEEP = "keep|keeping|retain|preserve|maintain"
-_DROP = "remove|removing|delete|erase|take out|take away|get rid of|drop"
-_NEGATED = re.compile(rf"^(?:{_DROP}|without|no|not|minus)\b", re.IGNORECASE)
-_NEGATED_TAIL = re.compile(r"\s+(?:without|with no)\s+[^,;]+", re.IGNORECASE)
-_PUT = "add|adding|include|including|insert|put|place|plus|with|has|have|having|wearing|holding"
-_PLACE = r"(?:on|in|at|to|onto|into|towards?|against|under|near|beside|behind|by|in front of)"
-_SHORT = r"(?:a |an |the )?\S+(?: \S+)?"  # a subject of at most two words
-_BE = "is|are|should be|must be|becomes?"
-_RETAIN, _REMOVE, _ADD = EditKind.RETENTION, EditKind.REMOVAL, EditKind.ADDITION
-_MODIFY, _COMPARE = EditKind.MODIFICATION, EditKind.COMPARISON
-
-#: (kind, element group, detail group (0: none), pattern); the first match wins.
-#: Element group 0 means "it": the element the previous clause talked about; an
-#: addition without element adds its detail as free text ("make it sit on grass").
-_RULES: list[tuple[EditKind, int, int, re.Pattern[str]]] = [
-    (kind, element, detail, re.compile(pattern))
-    for kind, element, detail, pattern in [
-        (_MODIFY, 2, 1, rf"^(?:(?:keep|leave)\s+)?only\s+({_NUMBER})\s+(.+)$"),
-        (_RETAIN, 0, 0, r"^(?:the\s+)?same(?:\s+(?:one|ones|thing|again|as before))?$"),
-        (_RETAIN, 1, 0, rf"^(?:{_KEEP})\s+(.+?)(?:\s+the same|\s+unchanged)?$"),
-        (_RETAIN, 1, 0, r"^(?:the\s+)?same\s+(.+)$"),
-        (_RETAIN, 1, 0, r"^still\s+(?:has\s+|have\s+|is\s+|are\s+|with\s+)?(.+)$"),
-        (_RETAIN, 1, 0, r"^(.+?)\s+(?:stays?|remains?|is|are)\s+(?:the same|unchanged)$"),
-        (_REMOVE, 1, 0, rf"^(?:{_DROP})\s+(.+)$"),
-        (_REMOVE, 1, 0, r"^(?:without|no more|no|minus|there (?:is|are) no)\s+(.+)$"),
-        (_REMOVE, 1, 0, r"^(?:not|does not have|doesn't have)\s+(?:wearing\s+|having\s+)?(.+)$"),
-        (_REMOVE, 1, 0, r"^(.+?)\s+(?:is\s+|are\s+)?(?:removed|gone|missing)$"),
-        (_MODIFY, 1, 2, r"^(?:replace|swap|substitute)\s+(.+?)\s+(?:with|by|for)\s+(.+)$"),
-        (_MODIFY, 2, 1, r"^(.+?)\s+instead of\s+(.+)$"),
-        (_MODIFY, 1, 2, r"^(?:change|turn|convert|switch)\s+(.+?)\s+(?:to|into)\s+(.+)$"),
-        (_MODIFY, 1, 2, r"^(.+?)\s*(?:->|=>|\u2192)\s*(.+)$"),
-        (_MODIFY, 1, 2, rf"^(?:put|place|move|set|show|shift)\s+(.+?)\s+({_PLACE}\s+.+)$"),
-        (_COMPARE, 2, 1, r"^(?:make\s+|with\s+|has\s+|have\s+)?(more|less|fewer)\s+(.+)$"),
-        (_COMPARE, 1, 2, r"^(?:make\s+)?(.+?)\s+(?:is\s+|are\s+|looks?\s+)?(\w+er)\s+than\b.*$"),
-        (_COMPARE, 1, 2, rf"^(?:make\s+)?(.+?)\s+(?:is\s+|are\s+)?({_COMPARATIVE})$"),
-        (_COMPARE, 2, 1, rf"^(?:a\s+|an\s+|the\s+)?({_COMPARATIVE})\s+(.+)$"),
-        (_MODIFY, 1, 2, rf"^(?:make|making|paint|colou?r|dye)\s+(.+?)\s+{_ATTRS}$"),
-        (_MODIFY, 0, 1, rf"^(?:in|colou?red)\s+{_ATTRS}(?:\s+colou?r)?$"),
-        (_ADD, 1, 0, r"^there (?:is|are)\s+(.+)$"),
-        (_ADD, 0, 1, r"^(?:make|let|have|get)\s+(?:it|them|this|these|him|her)\s+(.+)$"),
-        (_ADD, 0, 1, r"^show\s+(.+)$"),
-        (_MODIFY, 1, 2, rf"^(?!.*\b(?:who|which|that)\b)({_SHORT}) (?:{_BE}) (.+)$"),
-        (_ADD, 1, 0, rf"^(?:{_PUT})\s+(.+)$"),
-    ]
-]  # fmt: skip
 
 
 def _strip_determiners(phrase: str) -> str:
@@ -137,20 +81,6 @@ def _strip_determiners(phrase: str) -> str:
         words = words[1:]
     text = " ".join(words)
     return re.sub(r"\s+(?:in|to|from)\s+the\s+(?:image|picture|photo)$", "", text)
-
-
-def _is_attribute(detail: str) -> bool:
-    """Adjectives ("dark red"), or a participle ("folded", "smiling")."""
-    words = detail.split()
-    participle = bool(words) and len(words[0]) > 4 and words[0] not in ING_NOUNS
-    return bool(words) and (
-        all(w in ATTRIBUTES or w in {"very", "and"} for w in words)
-        or (participle and words[0].endswith(("ing", "ed")))
-    )
-
-
-def _is_place(detail: str) -> bool:
-    return bool(re.match(rf"{_PLACE}\s", detail)) or position_of(detail) is not None
 
 
 def _core(element: str) -> str:
@@ -162,31 +92,12 @@ def _core(element: str) -> str:
     return " ".join(kept) or "it"
 
 
+def _only_attributes(phrase: str) -> bool:
+    words = [w for w in phrase.split() if w not in DETERMINERS]
+    return bool(words) and all(w in ATTRIBUTES or w in {"and", "very"} for w in words)
+
+
 # --------------------------------------------------------------------------- clauses -> edits
-
-
-def _clauses(instruction: str) -> list[str]:
-    text = re.sub(r"\s+", " ", instruction.lower()).strip()
-    clauses: list[str] = []
-    for part in _SPLIT.split(text):
-        replaces = re.match(r"^(?:replace|swap|substitute)\b", part)
-        pieces = [part] if replaces else _BEFORE_WITH.split(part)
-        clauses.extend(_FILLER.sub("", p).strip(" '\"") for p in pieces)
-    return [c for c in clauses if c]
-
-
-def _classify(clause: str) -> tuple[EditKind, str, str]:
-    for kind, element_group, detail_group, pattern in _RULES:
-        if match := pattern.match(clause):
-            element = match[element_group] if element_group else "it"
-            if kind is EditKind.ADDITION and not element_group:
-                element = ""
-            return kind, element, match[detail_group] if detail_group else ""
-    words = clause.split()
-    attributes = [w for w in words if w in ATTRIBUTES]
-    if attributes and len(words) <= 4:
-        return EditKind.MODIFICATION, _core(clause), " ".join(attributes)
-    return EditKind.ADDITION, clause, ""
 
 
 def _subject_of(caption: str | None) -> str:
@@ -204,28 +115,72 @@ def _element(element: str, context: str) -> str:
     return context if element in _PRONOUNS | {""} or element in CLASS_NAMES else element
 
 
-def _edit(parsed: tuple[EditKind, str, str], *, context: str) -> AtomicEdit:
+def _replacement(element: str, detail: str, context: str) -> list[AtomicEdit] | None:
+    """A new value for an old one that is not a plain noun: "red instead of blue"
+    (a value of the subject), "three dogs instead of one" (a count)."""
+    old, new = _strip_determiners(element), _strip_determiners(detail)
+    new_words = new.split()
+    if not new_words or not old:
+        return None
+    if count_of(old) is not None and len(old.split()) == 1:
+        number = new_words[0] if count_of(new_words[0]) is not None else old
+        noun = _core(" ".join(new_words[1:]) if len(new_words) > 1 else context)
+        return [AtomicEdit(kind=EditKind.MODIFICATION, element=noun, detail=number)]
+    if _only_attributes(old):
+        target = context if _only_attributes(new) else old
+        edits = [AtomicEdit(kind=EditKind.MODIFICATION, element=target, detail=new)]
+        if _only_attributes(new) and class_of(old.split()[-1]) is not class_of(new_words[-1]):
+            edits.insert(0, AtomicEdit(kind=EditKind.REMOVAL, element=old))
+        return edits
+    return None
+
+
+def _head_phrase(element: str) -> str:
+    """An element up to its first preposition or verb ("the pouch in the scene" -> "the pouch")."""
+    words = element.split()
+    for index, word in enumerate(words[1:], start=1):
+        if (is_stop(word) and word != "of") or is_verb_only(word):
+            return " ".join(words[:index])
+    return element
+
+
+def _free(text: str) -> list[AtomicEdit]:
+    return [AtomicEdit(kind=EditKind.ADDITION, element="", detail=text)] if text else []
+
+
+def _edit(parsed: tuple[EditKind, str, str], *, context: str) -> list[AtomicEdit]:
     kind, element, detail = parsed
     if kind is EditKind.ADDITION and not element:
-        return AtomicEdit(kind=kind, element="", detail=detail)  # free text
-    element, detail = _strip_determiners(element), detail.strip()
+        return _free(detail)
+    element = _strip_determiners(re.sub(r"^(?:only|just|also|even)\s+", "", element))
+    verb, _, rest = element.partition(" ")
+    if kind is EditKind.ADDITION and verb in INSTRUCTION_VERBS:  # "make side view of puppies"
+        return _edit(classify(rest), context=context) if rest else []
+    detail = re.sub(r"\s+in\s+colou?r$", "", detail.strip())
+    if kind is EditKind.ADDITION and element.split()[:1] and is_verb_only(element.split()[0]):
+        return _free(element)  # "be looking at the camera": a state, not a thing
+    if kind is EditKind.MODIFICATION and len(detail.split()) > 1 and not is_place(detail):
+        if is_verb_only(detail.split()[0]) and not is_attribute(detail):  # "food is transferred"
+            return _free(detail if element in _PRONOUNS else f"{element} {detail}")
+    if kind in (EditKind.MODIFICATION, EditKind.REMOVAL) and not _only_attributes(element):
+        element = _head_phrase(element)
+    if kind is EditKind.MODIFICATION and (swap := _replacement(element, detail, context)):
+        return swap
     if kind is EditKind.ADDITION and (place := _LOCATION.search(element)):
         element, detail = element[: place.start()], element[place.start() :].strip()
     if kind is not EditKind.ADDITION and kind is not EditKind.REMOVAL:
         element = _element(element, context)
-    if (
-        kind is EditKind.MODIFICATION
-        and detail
-        and not (_is_attribute(detail) or _is_place(detail))
-    ):
+    if kind is EditKind.MODIFICATION and detail and not (is_attribute(detail) or is_place(detail)):
         detail = _strip_determiners(detail)
-    return AtomicEdit(kind=kind, element=element or context, detail=detail)
+    if not (element or context) or (kind is EditKind.ADDITION and element in _PRONOUNS):
+        return []
+    return [AtomicEdit(kind=kind, element=element or context, detail=detail)]
 
 
 def _next_context(edit: AtomicEdit, context: str) -> str:
     """What "it" means after ``edit``: a new noun when the subject was replaced or added."""
     if edit.kind is EditKind.MODIFICATION and edit.element == context and edit.detail:
-        plain = not (_is_attribute(edit.detail) or _is_place(edit.detail))
+        plain = not (is_attribute(edit.detail) or is_place(edit.detail))
         if plain and count_of(edit.detail) is None:
             return _core(edit.detail)
     words = edit.element.split()
@@ -241,76 +196,38 @@ def parse_edits(instruction: str, *, reference_caption: str | None = None) -> li
     context = _subject_of(reference_caption)
     scene = Description(reference_caption or "")
     edits: list[AtomicEdit] = []
-    for clause in _clauses(turn_to_instruction(instruction)):
-        edit = _edit(_classify(clause), context=context)
-        placed = edit.kind is EditKind.MODIFICATION and _is_place(edit.detail)
-        if placed and reference_caption and scene.find(edit.element) is None:
-            edit = AtomicEdit(kind=EditKind.ADDITION, element=edit.element, detail=edit.detail)
-        context = _next_context(edit, context)
-        if edit not in edits:
-            edits.append(edit)
+    for clause in clauses(turn_to_instruction(instruction)):
+        for edit in _edit(classify(clause), context=context):
+            placed = edit.kind is EditKind.MODIFICATION and is_place(edit.detail)
+            if placed and reference_caption and scene.find(edit.element) is None:
+                edit = AtomicEdit(kind=EditKind.ADDITION, element=edit.element, detail=edit.detail)
+            context = _next_context(edit, context)
+            if edit not in edits:
+                edits.append(edit)
     return edits
 
 
 # --------------------------------------------------------------------------- descriptions
 
 
-def _apply(scene: Description, edit: AtomicEdit) -> None:
-    element, detail = edit.element, edit.detail
-    if edit.kind is EditKind.REMOVAL:
-        scene.remove(element)
-    elif edit.kind is EditKind.ADDITION and not element:
-        scene.tokens += [",", *tokenize(detail)]
-    elif edit.kind is EditKind.ADDITION:
-        scene.add(element, where=detail)
-    elif edit.kind is EditKind.COMPARISON:
-        base = COMPARATIVES.get(detail, "")
-        if class_of(base) is not None:
-            scene.set_attribute(element, base)
-    elif edit.kind is EditKind.MODIFICATION and detail:
-        words = detail.split()
-        if len(words) == 1 and count_of(detail) is not None:
-            scene.set_count(element, count_of(detail) or 1)
-        elif _is_place(detail):
-            scene.place(element, detail)
-        elif _is_attribute(detail):
-            scene.set_attribute(element, detail)
-        elif words[-1] in PATTERN_NOUNS:
-            scene.add(detail)
-        else:
-            scene.replace(element, detail)
-
-
-def apply_edits(caption: str, edits: Sequence[AtomicEdit]) -> str:
-    """The caption with every edit applied, in order (see ``Description``)."""
-    scene = Description(caption.strip().rstrip("."))
-    for edit in edits:
-        _apply(scene, edit)
-    return str(scene)
-
-
 def build_descriptions(
     instruction: str, *, edits: Sequence[AtomicEdit], reference_caption: str | None
 ) -> list[str]:
-    """The target descriptions: the edited reference caption, else the user's text.
-
-    A text that also says what must *not* be there ("a beach, no people") comes
-    first without those parts, since CLIP reads "no people" as people.
-    """
-    text = " ".join(instruction.split())
+    """Three descriptions, coarse to fine, of the reference caption after ``edits``
+    (without a reference: of the user's text, less what must not be there)."""
     if reference_caption and reference_caption.strip():
-        edited = apply_edits(reference_caption, edits)
-        return [edited or text]
-    if any(e.kind is EditKind.REMOVAL for e in edits):
-        kept = [p for p in _NEGATED_TAIL.sub("", text).split(",") if not _NEGATED.match(p.strip())]
-        positive = ", ".join(p.strip() for p in kept if p.strip())
-        if positive and positive != text:
-            return [positive, text]
-    return [text]
+        full = apply_edits(reference_caption, edits) or " ".join(instruction.split())
+    else:
+        full = str(Description(positive_text(" ".join(instruction.split()))))
+    return granularities(full, asked=asked_words(edits))
 
 
-def _transcript_intent(caption: str, turns: Sequence[str]) -> tuple[list[AtomicEdit], str]:
-    """A dialog pasted as one text: the turns applied one by one to the caption."""
+def _turn_text(turn: DialogTurn) -> str:
+    return f"{turn.question.strip().rstrip('?')}? {turn.answer.strip()}"
+
+
+def _dialog_intent(caption: str, turns: Sequence[str]) -> tuple[list[AtomicEdit], str]:
+    """A dialog: the turns applied one by one to the caption."""
     description, edits = caption, []
     for turn in turns:
         turn_edits = parse_edits(turn, reference_caption=description)
@@ -328,16 +245,23 @@ class RuleReasoner(Reasoner):
     model_id = "rule"
 
     def synthesize_intent(
-        self, instruction: str, *, reference_caption: str | None, num_descriptions: int = 3
+        self,
+        instruction: str,
+        *,
+        reference_caption: str | None,
+        num_descriptions: int = 3,
+        turns: Sequence[DialogTurn] | None = None,
     ) -> Intent:
         if not instruction.strip():
             raise EmptyQueryError("the instruction is empty; say what the wanted image shows")
         if num_descriptions < 1:
             raise InputError("num_descriptions must be at least 1")
         transcript = None if reference_caption else split_transcript(instruction)
+        if turns is not None:
+            transcript = (reference_caption or instruction, [_turn_text(t) for t in turns])
         if transcript is not None:
-            edits, description = _transcript_intent(*transcript)
-            descriptions = [description]
+            edits, description = _dialog_intent(*transcript)
+            descriptions = granularities(description, asked=asked_words(edits))
         else:
             edits = parse_edits(instruction, reference_caption=reference_caption)
             descriptions = build_descriptions(
@@ -389,7 +313,7 @@ def _is_description(text: str, *, instruction: str) -> bool:
     """Whether ``text`` describes an image (not an instruction such as "make it blue")."""
     if not _same(text, instruction):
         return True  # written by the reasoner
-    return not any(_INSTRUCTING.search(clause) for clause in _clauses(text))
+    return not any(_INSTRUCTING.search(clause) for clause in clauses(text))
 
 
 def _touches_count(edit: AtomicEdit) -> bool:

@@ -16,6 +16,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from imagescope.models.lexicon import plural_of, singular_of
+
 
 @dataclass(frozen=True)
 class WordClass:
@@ -185,6 +187,8 @@ def pluralize(noun: str) -> str:
         return _IRREGULAR[noun]
     if noun in _INVARIANT or noun in _SINGULAR or is_plural(noun):
         return noun
+    if (known := plural_of(noun)) is not None and known.endswith("s"):
+        return known
     if noun.endswith(("s", "x", "z", "ch", "sh")):
         return noun + "es"
     if len(noun) > 1 and noun.endswith("y") and noun[-2] not in "aeiou":
@@ -198,6 +202,8 @@ def singularize(noun: str) -> str:
         return _SINGULAR[noun]
     if noun in _INVARIANT or not is_plural(noun):
         return noun
+    if (known := singular_of(noun)) is not None:
+        return known
     if noun.endswith("ies") and len(noun) > 4:
         return noun[:-3] + "y"
     if noun.endswith(("sses", "xes", "zes", "ches", "shes")):
@@ -210,6 +216,8 @@ def is_plural(noun: str) -> bool:
         return True
     if noun in _IRREGULAR or noun in _INVARIANT:
         return False
+    if singular_of(noun) is not None:
+        return True
     return noun.endswith("s") and not noun.endswith(("ss", "us", "is", "ous"))
 
 

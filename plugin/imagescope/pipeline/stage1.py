@@ -1,17 +1,19 @@
 """Stage 1: reason about the query, then retrieve with the fused CLIP score.
 
 Every query kind becomes an instruction plus, for composed queries, the
-reference image's caption; dialogs are refined turn by turn (each turn is an
-instruction applied to the previous round's full description).
+reference image's caption; a dialog reaches the reasoner as its caption and
+turns, one round at a time (round r: the caption and the first r turns).
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
 from imagescope.errors import EmptyQueryError, ModelBackendError
+from imagescope.models.base import dialog_text
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.fusion import fused_search
 from imagescope.pipeline.trace import costed, timed
@@ -45,8 +47,11 @@ def synthesize(
     reference_caption: str | None,
     num_descriptions: int,
     trace: Trace,
+    turns: Sequence[DialogTurn] | None = None,
 ) -> Intent:
-    """Stage 1a with the method's robustness rule: unusable output -> fallback."""
+    """Stage 1a with the method's robustness rule: unusable output -> fallback.
+
+    ``turns``: a dialog's rounds, ``instruction`` then being its caption."""
     reasoner = components.reasoner
     try:
         with costed(trace, "reasoner", reasoner):
@@ -54,6 +59,7 @@ def synthesize(
                 instruction,
                 reference_caption=reference_caption,
                 num_descriptions=num_descriptions,
+                turns=turns,
             )
         descriptions = [d.strip() for d in intent.descriptions if d and d.strip()]
         if not descriptions:
@@ -62,7 +68,8 @@ def synthesize(
     except ModelBackendError as exc:
         log.warning("intent synthesis failed (%s); using the raw instruction", exc)
         trace.notes.append(f"intent fallback: {exc}")
-        return fallback_intent(instruction, reference_caption)
+        text = dialog_text(instruction, turns) if turns else instruction
+        return fallback_intent(text, reference_caption)
 
 
 def reference_caption(components: Components, query: ComposedQuery, trace: Trace) -> str | None:
@@ -95,29 +102,18 @@ def dialog_intents(
     num_descriptions: int,
     trace: Trace,
 ) -> list[Intent]:
-    """One intent per round: round 0 from the caption, round r refines round r-1."""
-    intents = [
+    """One intent per round: round r is the caption with the first r turns."""
+    return [
         synthesize(
             components,
             caption,
             reference_caption=None,
             num_descriptions=num_descriptions,
             trace=trace,
+            turns=turns[:rounds] or None,
         )
+        for rounds in range(len(turns) + 1)
     ]
-    for turn in turns:
-        previous = intents[-1].descriptions[-1]
-        instruction = f"{turn.question.strip()} {turn.answer.strip()}".strip()
-        intents.append(
-            synthesize(
-                components,
-                instruction,
-                reference_caption=previous,
-                num_descriptions=num_descriptions,
-                trace=trace,
-            )
-        )
-    return intents
 
 
 def instruction_of(query: Query) -> str:
@@ -126,9 +122,7 @@ def instruction_of(query: Query) -> str:
         return query.text.strip()
     if isinstance(query, ComposedQuery):
         return query.instruction.strip()
-    parts = [query.caption.strip()]
-    parts += [f"{t.question.strip()} {t.answer.strip()}" for t in query.turns]
-    return ". ".join(p for p in parts if p)
+    return dialog_text(query.caption, query.turns)
 
 
 def _check_not_empty(query: Query) -> None:
