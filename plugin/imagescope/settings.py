@@ -213,7 +213,8 @@ class EmbeddedStoreSettings(BaseModel):
 
 
 class StoreSettings(BaseModel):
-    kind: Literal["embedded", "opensearch"] = "embedded"
+    #: ``memory``: exact, in process, not persistent (tests, throwaway catalogs).
+    kind: Literal["embedded", "opensearch", "memory"] = "embedded"
     embedded: EmbeddedStoreSettings = Field(default_factory=EmbeddedStoreSettings)
     opensearch: OpenSearchSettings = Field(default_factory=OpenSearchSettings)
 

@@ -153,3 +153,13 @@ def test_a_model_that_cannot_load_names_the_bundled_switch(tmp_path: Path) -> No
     with pytest.raises(ConfigError) as caught:
         build_embedder(missing)
     assert BUNDLED_SWITCH in str(caught.value)
+
+
+def test_store_registry_names_the_known_kinds() -> None:
+    from imagescope.settings import StoreSettings
+    from imagescope.store.factory import build_store, known_kinds
+
+    assert known_kinds() == ["embedded", "memory", "opensearch"]
+    assert isinstance(build_store(StoreSettings(kind="memory")), MemoryStore)
+    with pytest.raises(ConfigError, match="use one of: embedded, memory, opensearch"):
+        build_store(StoreSettings.model_construct(kind="nope"))
