@@ -356,7 +356,18 @@ def eval_(
     queries_per_kind: Annotated[
         int | None, typer.Option(min=1, help="synthetic: queries per kind.")
     ] = None,
-    fresh: Annotated[bool, typer.Option(help="Start over instead of resuming.")] = False,
+    fresh: Annotated[
+        bool,
+        typer.Option(help="Start over instead of resuming (needed when the inputs changed)."),
+    ] = False,
+    partial_submission: Annotated[
+        bool,
+        typer.Option(help="With --max-queries on a test split: write the partial submission."),
+    ] = False,
+    skip_bad_images: Annotated[
+        bool,
+        typer.Option(help="Leave out gallery images that cannot be read (listed in metrics.json)."),
+    ] = False,
     prompts: Annotated[
         Path | None,
         typer.Option(
@@ -390,6 +401,8 @@ def eval_(
         out_dir=out,
         max_queries=max_queries,
         resume=not fresh,
+        partial_submission=partial_submission,
+        skip_bad_images=skip_bad_images,
         say=console.print,
     )
     _print_metrics(benchmark.name, benchmark.split, len(benchmark.queries), result.metrics)

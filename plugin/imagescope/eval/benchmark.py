@@ -96,6 +96,9 @@ class Benchmark:
     #: The embedder model to use when the settings name none (e.g. a bundled model
     #: made for this benchmark); None: the configured default.
     embedder_model: str | None = None
+    #: The annotation files it was loaded from (their checksums are part of a run's
+    #: fingerprint, :mod:`imagescope.eval.fingerprint`).
+    files: tuple[Path, ...] = ()
 
     @property
     def has_ground_truth(self) -> bool:

@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from tqdm import tqdm
 
-from imagescope.errors import InputError
+from imagescope.errors import ImageScopeError, InputError
 from imagescope.eval.benchmark import Benchmark, BenchmarkQuery, BenchmarkQueryKind
 from imagescope.eval.metrics import rank_by_score
 from imagescope.eval.submission import write_json_atomic
@@ -54,6 +54,10 @@ METRICS_FILE = "metrics.json"
 
 class RunError(InputError):
     """The output folder belongs to another run, or the search broke its contract."""
+
+
+class QueryFailedError(ImageScopeError):
+    """A backend failed while searching one query (the message names it)."""
 
 
 @dataclass(frozen=True)
@@ -78,11 +82,16 @@ def run_benchmark(
     batch_size: int = 32,
     keep_top: int | None = None,
     progress: bool = True,
+    on_query: Callable[[str], None] | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> RunResult:
     """Search every query of ``benchmark``, store rankings, then score each stage.
 
     ``keep_top`` truncates the stored rankings (None keeps what search returns).
-    Errors from ``search`` propagate after the finished queries are saved.
+    ``on_query(query_id)`` is called after each query's rankings line is written
+    (the harness logs its costs there). ``extra`` is added to ``metrics.json``.
+    Errors from ``search`` propagate after the finished queries are saved, as a
+    ``RunError`` naming the query and the annotation file it comes from.
     """
     if batch_size < 1:
         raise RunError("batch_size must be at least 1")
@@ -98,11 +107,13 @@ def run_benchmark(
         unit="query",
         disable=not progress,
     )
+    where = f" of {', '.join(str(f) for f in benchmark.files)}" if benchmark.files else ""
     with bar, (out / RANKINGS_FILE).open("a", encoding="utf-8") as sink:
         for batch in _batches(pending, batch_size):
-            _search_batch(batch, staged, stored=stored, sink=sink, keep_top=keep_top)
+            _search_batch(batch, staged, stored=stored, sink=sink, keep_top=keep_top,
+                          on_query=on_query, where=where)  # fmt: skip
             bar.update(len(batch))
-    metrics, submissions = _finish(benchmark, stored, out=out)
+    metrics, submissions = _finish(benchmark, stored, out=out, extra=extra or {})
     logger.info(
         "%s %s: %d searched, %d resumed", benchmark.name, benchmark.split, len(pending), resumed
     )
@@ -122,13 +133,25 @@ def _search_batch(
     stored: StoredRankings,
     sink: IO[str],
     keep_top: int | None,
+    on_query: Callable[[str], None] | None = None,
+    where: str = "",
 ) -> None:
     """Search a batch, appending each query's line as soon as it is done."""
     try:
         for query in batch:
-            stored[query.id] = _search_query(query, staged, keep_top=keep_top)
+            try:
+                rankings = _search_query(query, staged, keep_top=keep_top)
+            except RunError:
+                raise
+            except InputError as exc:  # bad data: an unknown reference, an unreadable image
+                raise RunError(f"query {query.id!r}{where}: {exc}") from exc
+            except ImageScopeError as exc:  # a backend failure
+                raise QueryFailedError(f"query {query.id!r}{where}: {exc}") from exc
+            stored[query.id] = rankings
             _check_stages(stored, query.id)
             sink.write(json.dumps({"id": query.id, "rankings": stored[query.id]}) + "\n")
+            if on_query is not None:
+                on_query(query.id)
     finally:
         sink.flush()
         os.fsync(sink.fileno())
@@ -241,7 +264,7 @@ def _parse_record(line: str, *, where: str) -> dict[str, Any]:
 
 
 def _finish(
-    benchmark: Benchmark, stored: StoredRankings, *, out: Path
+    benchmark: Benchmark, stored: StoredRankings, *, out: Path, extra: Mapping[str, Any]
 ) -> tuple[dict[str, dict[str, float]], dict[str, list[Path]]]:
     stages = list(next(iter(stored.values()))) if stored else []
     metrics: dict[str, dict[str, float]] = {}
@@ -260,6 +283,7 @@ def _finish(
             "split": benchmark.split,
             "queries": len(benchmark.queries),
             "stages": metrics,
+            **extra,
         },
     )
     return metrics, submissions

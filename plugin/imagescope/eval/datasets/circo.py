@@ -73,6 +73,7 @@ def load_circo(
         queries=queries,
         scorer=score_circo,
         submitter=submit_circo,
+        files=(annotations,),
     )
 
 

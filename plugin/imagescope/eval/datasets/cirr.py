@@ -6,9 +6,12 @@ Files (``<split>`` is ``val`` or ``test1``), under the dataset root or its
     captions/cap.rc2.<split>.json      [{pairid, reference, caption, img_set, target_hard?}]
     image_splits/split.rc2.<split>.json {image name: "./dev/<name>.png"}
 
-Image paths are relative to the image root: the dataset root, its
-``img_raw/`` folder, or the ``img_raw/`` folder beside it (whichever holds
-them), unless ``image_root`` is given.
+Image paths are relative to the image root: the dataset root, its ``cirr/``
+or ``img_raw/`` folder, ``cirr/img_raw/``, or the ``img_raw/`` folder beside
+the root (whichever holds them), unless ``image_root`` is given. The official
+layout (``<data>/cirr/captions``, ``<data>/cirr/image_splits``, images in
+``<data>/dev``, ``<data>/test1`` or ``<data>/img_raw``) is found with
+``--data <data>``.
 
 One official caption is empty. A ComposedQuery needs an instruction, so an
 empty caption becomes :data:`EMPTY_CAPTION_INSTRUCTION` ("no change"); the raw
@@ -77,6 +80,7 @@ def load_cirr(
         queries=queries,
         scorer=score_cirr,
         submitter=submit_cirr,
+        files=(captions_path, split_path),
     )
 
 
@@ -90,7 +94,14 @@ def _gallery(
     candidates = (
         [Path(image_root)]
         if image_root is not None
-        else [root, root / "img_raw", root.parent / "img_raw"]
+        else [
+            root,
+            root / "img_raw",
+            root / "cirr",
+            root / "cirr" / "img_raw",
+            split_path.parent.parent,
+            root.parent / "img_raw",
+        ]
     )
     probe = next(iter(relative.values()), None)
     base = pick_image_base(candidates, probe, dataset="CIRR", check=check)

@@ -90,7 +90,12 @@ def load_text_to_image(
         for n, caption in enumerate(captions)
     ]
     return Benchmark(
-        name=name, split="test", gallery=gallery, queries=queries, scorer=score_text_to_image
+        name=name,
+        split="test",
+        gallery=gallery,
+        queries=queries,
+        scorer=score_text_to_image,
+        files=(csv_path,),
     )
 
 

@@ -1,6 +1,7 @@
 """VisDial dialogs scored with the ChatIR protocol (chat-based image retrieval).
 
-Files, under the dataset root (the queries may sit in ``dialogues/``)::
+Files, under the dataset root, its ``ChatIR_Protocol/`` folder (the ChatIR
+repository's layout) or ``ChatIR/`` (the queries may sit in ``dialogues/``)::
 
     Search_Space_val_50k.json      [relative image path, ...]   (50,000: the gallery)
     VisDial_v1.0_queries_val.json  [{img: relative path, dialog: [caption, "q? a", ...]}]
@@ -38,6 +39,9 @@ from imagescope.schemas import DialogQuery, DialogTurn
 
 GALLERY_FILE = "Search_Space_val_50k.json"
 QUERIES_FILE = "VisDial_v1.0_queries_val.json"
+#: Where the files may sit under the root: beside it, or in the ChatIR
+#: repository's folders (``ChatIR_Protocol/Search_Space_val_50k.json``).
+_LAYOUTS = ("", "ChatIR_Protocol/", "ChatIR/")
 
 
 def load_visdial(
@@ -45,16 +49,20 @@ def load_visdial(
 ) -> Benchmark:
     """Load the ChatIR VisDial val protocol (2,064 dialogs over a 50k gallery)."""
     root = Path(root)
-    gallery_path = find_file(root, [GALLERY_FILE, f"ChatIR/{GALLERY_FILE}"], what="VisDial gallery")
+    gallery_path = find_file(
+        root, [f"{d}{GALLERY_FILE}" for d in _LAYOUTS], what="VisDial (ChatIR) gallery"
+    )
     queries_path = find_file(
-        root, [QUERIES_FILE, f"dialogues/{QUERIES_FILE}"], what="VisDial queries"
+        root,
+        [f"{d}{sub}{QUERIES_FILE}" for d in _LAYOUTS for sub in ("", "dialogues/")],
+        what="VisDial (ChatIR) queries",
     )
     relative = [
         normalise_path(p, where=f"{gallery_path}: entry {i}")
         for i, p in enumerate(read_json_list(gallery_path))
     ]
     base = pick_image_base(
-        [Path(image_root) if image_root else root],
+        [Path(image_root)] if image_root else [root, gallery_path.parent],
         relative[0] if relative else None,
         dataset="VisDial",
         check=check_images,
@@ -65,7 +73,12 @@ def load_visdial(
     queries = [_query(entry) for entry in read_entries(queries_path)]
     warn_unknown_ids(queries, {g.id for g in gallery}, dataset="VisDial")
     return Benchmark(
-        name="visdial", split="val", gallery=gallery, queries=queries, scorer=score_visdial
+        name="visdial",
+        split="val",
+        gallery=gallery,
+        queries=queries,
+        scorer=score_visdial,
+        files=(gallery_path, queries_path),
     )
 
 
