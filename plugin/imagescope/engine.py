@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from types import TracebackType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -26,6 +26,7 @@ from imagescope.pipeline.stage1 import fallback_intent, instruction_of, run_stag
 from imagescope.schemas import (
     Candidate,
     ComposedQuery,
+    ImageRef,
     Query,
     RerankRequest,
     SearchResult,
@@ -195,6 +196,10 @@ class Engine:
         """A catalog image (``UnknownIdError`` for an id not in the catalog)."""
         return self.components.images.by_id(image_id)
 
+    def load_image(self, ref: ImageRef) -> Image:
+        """A query's reference image (catalog id, path or URL) through the image guards."""
+        return self.components.images.load(ref)
+
     def model_ids(self) -> dict[str, str]:
         """Role -> model id of every configured model."""
         return self.components.model_ids()
@@ -207,8 +212,13 @@ class Engine:
         batch_size: int = 32,
         skip_existing: bool = False,
         progress: bool = True,
+        **options: Any,
     ) -> IngestReport:
-        """Caption (when a captioner is set), embed and store ``items``; see ``ingest.runner``."""
+        """Caption (when a captioner is set), embed and store ``items``.
+
+        ``options`` go to :func:`imagescope.ingest.runner.ingest` (``manifest``,
+        ``models``, ``workers``...).
+        """
         from imagescope.ingest.runner import ingest
 
         c = self.components
@@ -221,4 +231,5 @@ class Engine:
             batch_size=batch_size,
             skip_existing=skip_existing,
             progress=progress,
+            **options,
         )
