@@ -186,7 +186,7 @@ def backfill_captions(
 def install_pipeline(
     endpoint: Annotated[str, typer.Option(help="ImageScope API base URL OpenSearch can reach.")],
     name: Annotated[str, typer.Option(help="Search pipeline name.")] = "imagescope",
-    deadline_ms: Annotated[int, typer.Option(min=1, help="Past it: original order.")] = 1500,
+    deadline_ms: Annotated[int, typer.Option(min=1, help="Past it: original order.")] = 3000,
     stages: Annotated[str, typer.Option(help="Stages to run on the hits: 2 or 2,3.")] = "2",
     api_key: Annotated[str | None, typer.Option(help="X-API-Key for the endpoint.")] = None,
 ) -> None:

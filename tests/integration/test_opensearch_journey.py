@@ -12,87 +12,32 @@ exactly the plan.
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 from opensearchpy import OpenSearch, helpers
-from PIL import Image
-from typer.testing import CliRunner
 
-from imagescope.cli import app as cli
 from imagescope.errors import ConfigError
 from imagescope.ingest.sources import IngestItem
 from imagescope.schemas import ComposedQuery, ImageRef, TextQuery
-from imagescope.settings import Settings, get_settings
-from imagescope.synthetic.catalog import write_catalog
+from imagescope.settings import Settings
 from imagescope.wiring import load_embedder
 from imagescope.wiring import open as open_engine
+from tests.fixtures.opensearch import (
+    INDEX,
+    N_NEW,
+    N_USER,
+    USER_FIELDS,
+    create_user_index,
+    run_cli,
+)
 
 pytestmark = pytest.mark.integration
-INDEX = "products-v1"
-USER_FIELDS = ("title", "category", "colour", "price", "img_path", "clip_emb")
 OWN_FIELDS = ("caption", "caption_vector")
-N_USER, N_NEW = 40, 6
-
-
-@pytest.fixture(scope="module")
-def catalog(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[dict[str, str]]]:
-    root = tmp_path_factory.mktemp("products")
-    table = write_catalog(root, n=N_USER + N_NEW, seed=7)
-    with table.open(newline="") as handle:
-        return root, list(csv.DictReader(handle))
-
-
-def user_mapping(dim: int) -> dict[str, Any]:
-    vector = {
-        "type": "knn_vector",
-        "dimension": dim,
-        "method": {"name": "hnsw", "engine": "lucene", "space_type": "cosinesimil"},
-    }
-    return {
-        "properties": {
-            "title": {"type": "text"},
-            "category": {"type": "keyword"},
-            "colour": {"type": "keyword"},
-            "price": {"type": "float"},
-            "img_path": {"type": "keyword"},
-            "clip_emb": vector,
-        }
-    }
-
-
-def user_doc(row: dict[str, str], root: Path, vector: np.ndarray, n: int) -> dict[str, Any]:
-    return {
-        "title": row["caption"],
-        "category": row["category"],
-        "colour": row["colour"],
-        "price": round(5.0 + n * 1.25, 2),
-        "img_path": str(root / row["path"]),
-        "clip_emb": [float(x) for x in vector],
-    }
-
-
-def create_user_index(
-    client: OpenSearch, embedder: Any, root: Path, rows: list[dict[str, str]], *, scaled: bool
-) -> None:
-    """What the team did before ImageScope: plain opensearch-py."""
-    images = [Image.open(root / row["path"]).convert("RGB") for row in rows]
-    vectors = np.asarray(embedder.embed_images(images), dtype=np.float64)
-    if scaled:
-        vectors *= np.random.default_rng(3).uniform(0.2, 4.0, size=(len(rows), 1))
-    body = {"settings": {"index": {"knn": True, "number_of_replicas": 0}}}
-    client.indices.create(index=INDEX, body={**body, "mappings": user_mapping(vectors.shape[1])})
-    actions = [
-        {"_index": INDEX, "_id": row["id"], "_source": user_doc(row, root, vectors[n], n)}
-        for n, row in enumerate(rows)
-    ]
-    helpers.bulk(client, actions, refresh=True)
 
 
 def snapshot(client: OpenSearch) -> tuple[dict[str, Any], dict[str, str]]:
@@ -112,42 +57,6 @@ def plain_knn(client: OpenSearch, vector: np.ndarray, k: int, flt: Any = None) -
         clause["filter"] = flt
     body = {"size": k, "_source": False, "query": {"knn": {"clip_emb": clause}}}
     return [h["_id"] for h in client.search(index=INDEX, body=body)["hits"]["hits"]]
-
-
-@pytest.fixture
-def env(
-    opensearch_url: str, catalog, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> Iterator[dict[str, str]]:
-    root, _ = catalog
-    values = {
-        "IMAGESCOPE_STORE__KIND": "opensearch",
-        "IMAGESCOPE_STORE__OPENSEARCH__HOSTS": json.dumps([opensearch_url]),
-        "IMAGESCOPE_STORE__OPENSEARCH__INDEX": INDEX,
-        "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__IMAGE_VECTOR": "clip_emb",
-        "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__URI": "img_path",
-        "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__METADATA": "",
-        "IMAGESCOPE_STORE__OPENSEARCH__FIELDS__TEXT": "title",
-        "IMAGESCOPE_MODELS__EMBEDDER__MODEL": "bundled:synthetic",
-        "IMAGESCOPE_MODELS__CAPTIONER__KIND": "fake",
-        "IMAGESCOPE_MODELS__EVALUATOR__KIND": "none",
-        "IMAGESCOPE_IMAGES__ALLOWED_ROOTS": json.dumps([str(root)]),
-        "IMAGESCOPE_DATA_DIR": str(tmp_path / "data"),
-    }
-    for name, value in values.items():
-        monkeypatch.setenv(name, value)
-    get_settings.cache_clear()
-    client = OpenSearch([opensearch_url])
-    client.indices.delete(index=INDEX, params={"ignore_unavailable": "true"})
-    yield values
-    client.indices.delete(index=INDEX, params={"ignore_unavailable": "true"})
-    get_settings.cache_clear()
-
-
-def run_cli(*args: str) -> str:
-    get_settings.cache_clear()
-    result = CliRunner().invoke(cli, ["opensearch", *args])
-    assert result.exit_code == 0, result.output
-    return str(result.output)
 
 
 # --------------------------------------------------------------------------- the journey
@@ -211,9 +120,9 @@ def ingest_step(engine: Any, settings: Settings, root: Path, rows: list[dict[str
 
 @pytest.mark.parametrize("scaled", [False, True], ids=["unit-vectors", "scaled-vectors"])
 def test_adopt_search_ingest_backfill_without_touching_user_data(
-    env, catalog, opensearch_url, scaled
+    products_env, products_catalog, opensearch_url, scaled
 ):
-    root, rows = catalog
+    root, rows = products_catalog
     client = OpenSearch([opensearch_url])
     settings = Settings()
     with pytest.raises(ConfigError, match="no index or alias 'products-v1'"):

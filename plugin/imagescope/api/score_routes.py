@@ -56,7 +56,7 @@ class ScoreRequest(BaseModel):
     ids: list[str] | None = Field(default=None, max_length=MAX_HITS)
     #: Values of the catalog's uri field (what the OpenSearch pipeline sends).
     uris: list[str | None] | None = Field(default=None, max_length=MAX_HITS)
-    deadline_ms: int = Field(default=1500, ge=1, le=600_000)
+    deadline_ms: int = Field(default=3000, ge=1, le=600_000)
     stages: list[int] = Field(default_factory=lambda: [2])
 
 

@@ -54,7 +54,7 @@ class PipelineSpec:
     name: str
     endpoint: str
     uri_field: str
-    deadline_ms: int = 1500
+    deadline_ms: int = 3000
     api_key: str | None = None
     stages: tuple[int, ...] = (2,)
 
