@@ -33,11 +33,13 @@ if [ "$services" = 1 ]; then
   command -v redis-server >/dev/null || missing+=(redis-server)
   command -v chromium >/dev/null || missing+=(chromium chromium-driver)
   command -v npm >/dev/null || missing+=(npm)
-  for tool in curl unzip mvn java; do
+  for tool in curl unzip mvn java javac; do
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   missing=("${missing[@]/#mvn/maven}")
-  missing=("${missing[@]/#java/openjdk-17-jre-headless}")
+  # javac: scripts/opensearch-node.sh compiles its small node launcher.
+  missing=("${missing[@]/#javac/openjdk-17-jdk-headless}")
+  missing=("${missing[@]/#java/openjdk-17-jdk-headless}")
   if [ "${#missing[@]}" -gt 0 ]; then
     sudo=""
     [ "$(id -u)" = 0 ] || sudo="sudo"
@@ -47,5 +49,6 @@ if [ "$services" = 1 ]; then
   # axe-core for the page's accessibility checks (tests/e2e), in git-ignored .cache/.
   [ -f .cache/npm/node_modules/axe-core/axe.min.js ] ||
     npm install --silent --no-save --no-audit --no-fund --prefix .cache/npm axe-core@4 >/dev/null
-  bash scripts/opensearch-node.sh fetch
+  # With ml-commons, job-scheduler and neural-search (the search pipeline tests).
+  bash scripts/opensearch-node.sh fetch --with-ml
 fi
