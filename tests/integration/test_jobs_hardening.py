@@ -82,27 +82,36 @@ def test_finished_jobs_expire(store: RedisJobStore, request_: RerankRequest) -> 
     assert 0 < store._client.ttl(store.key("a")) <= 120
 
 
-def _silent_server() -> tuple[socket.socket, int]:
+class SilentServer:
     """A TCP port that accepts connections and never answers."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(16)
-    accepted: list[socket.socket] = []
 
-    def accept() -> None:
-        while True:
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.socket.settimeout(0.1)
+        self.port = int(self.socket.getsockname()[1])
+        self.accepted: list[socket.socket] = []
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self) -> None:
+        while not self.stop.is_set():
             try:
-                accepted.append(server.accept()[0])
-            except OSError:
-                return
+                self.accepted.append(self.socket.accept()[0])
+            except TimeoutError:
+                continue
 
-    threading.Thread(target=accept, daemon=True).start()
-    return server, int(server.getsockname()[1])
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=2)
+        for sock in [*self.accepted, self.socket]:
+            sock.close()
 
 
 @pytest.mark.parametrize("kind", ["refused", "silent"])
 def test_api_store_fails_fast_without_naming_the_address(kind: str) -> None:
-    server, port = _silent_server() if kind == "silent" else (None, free_port())
+    server = SilentServer() if kind == "silent" else None
+    port = server.port if server is not None else free_port()
     store = RedisJobStore.from_url(
         f"redis://127.0.0.1:{port}/0", prefix="x:", result_ttl_s=60, fail_fast=True
     )
