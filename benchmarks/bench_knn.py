@@ -31,6 +31,16 @@ each ``--embedded-ef-search`` value, again with that ``ef_search``::
 
     .venv/bin/python benchmarks/bench_knn.py --skip opensearch --embedded-ef-search 64
 
+Against raw faiss (baseline key ``faiss_raw``), in the same run: the index
+build (a raw ``IndexHNSWFlat`` with the store's M and efConstruction, one
+``add`` of the same vectors, paired with the store's ingest, ``--build-repeats``
+pairs, min and median reported) and the query overhead (raw faiss ``search``
+on the store's own graph, one OpenMP thread as the store uses for one query,
+the same efSearch; the two measured alternately ``--query-repeats`` times,
+the median p50 kept). Peak RSS is reported at the end::
+
+    nice .venv/bin/python benchmarks/bench_knn.py --skip opensearch --n 20000 --build-repeats 3
+
 ``--embedded-path DIR`` keeps that catalog in ``DIR`` and reuses it when it
 already holds the benchmark's vectors (then the ingest is not timed): latency
 can be re-measured in seconds, e.g. once the machine is quiet.
@@ -44,6 +54,9 @@ import json
 import logging
 import os
 import platform
+import resource
+import shutil
+import statistics
 import tempfile
 import time
 import uuid
@@ -51,6 +64,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import faiss
 import numpy as np
 
 from imagescope.settings import EmbeddedStoreSettings, OpenSearchSettings
@@ -65,6 +79,8 @@ STORES = ("opensearch", "embedded")
 LOWRANK_NOISE = 0.075
 Search = Callable[[np.ndarray, int], list[str]]
 log = logging.getLogger("bench_knn")
+#: faiss, untyped where its stubs lack the search parameters.
+FAISS: Any = faiss
 
 
 def parse_args() -> argparse.Namespace:
@@ -95,6 +111,8 @@ def parse_args() -> argparse.Namespace:
         help="keep the embedded catalog here and reuse it on later runs (ingest not timed)",
     )
     parser.add_argument("--skip", nargs="*", default=[], choices=STORES)
+    parser.add_argument("--build-repeats", type=int, default=1, help="paired builds vs faiss")
+    parser.add_argument("--query-repeats", type=int, default=3, help="alternated query runs")
     args = parser.parse_args()
     if args.million:
         args.n = 1_000_000
@@ -255,26 +273,108 @@ def bench_opensearch(
         store.close()
 
 
+def raw_build_s(data: np.ndarray, *, m: int, ef_construction: int) -> float:
+    """Seconds raw faiss takes to build the same HNSW graph (one add)."""
+    graph = faiss.IndexHNSWFlat(data.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    graph.hnsw.efConstruction = ef_construction
+    started = time.perf_counter()
+    graph.add(data)
+    return time.perf_counter() - started
+
+
+def open_embedded(folder: Path) -> Any:
+    from imagescope.store.embedded import EmbeddedStore
+
+    return EmbeddedStore(EmbeddedStoreSettings(path=folder / "catalog"))
+
+
+def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Raw faiss and the store building the same graph, alternately; the last store kept."""
+    defaults = EmbeddedStoreSettings()
+    raw, store_s = [], []
+    for repeat in range(args.build_repeats):
+        raw.append(raw_build_s(data, m=defaults.hnsw_m, ef_construction=defaults.ef_construction))
+        folder = work / f"build-{repeat}"
+        with open_embedded(folder) as store:
+            store.ensure(args.dim)
+            store_s.append(ingest(store, data))
+        log.info("build %d: faiss %.1fs, store %.1fs", repeat, raw[-1], store_s[-1])
+        if repeat < args.build_repeats - 1:
+            shutil.rmtree(folder)
+    return {
+        "faiss_raw_s": {"min": min(raw), "median": statistics.median(raw), "all": raw},
+        "store_s": {"min": min(store_s), "median": statistics.median(store_s), "all": store_s},
+        "ratio_min": min(store_s) / min(raw),
+        "ratio_median": statistics.median(store_s) / statistics.median(raw),
+        "folder": str(folder),
+    }
+
+
+def raw_search(store: Any, ef: int) -> Search:
+    """Raw faiss on the store's own graph: one thread, the same efSearch."""
+    index = store.index("image")
+    params = FAISS.SearchParametersHNSW(efSearch=ef)
+
+    def search(query: np.ndarray, k: int) -> list[str]:
+        params.efSearch = max(ef, k)
+        _, positions = index.graph.search(query[None, :], k, params=params)
+        return ids_of(index.slots_at(positions[0]))
+
+    return search
+
+
+def alternated(
+    store: Any, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace, ef: int
+) -> dict[str, Any]:
+    """Store vs raw faiss on the same graph, alternated; median of the per-run numbers."""
+    runs: dict[str, list[dict[str, Any]]] = {"embedded": [], "faiss_raw": []}
+    faiss.omp_set_num_threads(1)
+    try:
+        for _ in range(args.query_repeats):
+            runs["embedded"].append(measure_ks(store, queries, truth, args))
+            raw = raw_search(store, ef)
+            runs["faiss_raw"].append(
+                {f"k{k}": measure(raw, queries, truth, k, args.warmup) for k in KS}
+            )
+    finally:
+        faiss.omp_set_num_threads(os.cpu_count() or 1)
+    out: dict[str, Any] = {}
+    for name, measured in runs.items():
+        out[name] = {
+            f"k{k}": {
+                key: statistics.median(r[f"k{k}"][key] for r in measured)
+                for key in ("p50_ms", "p99_ms", "recall")
+            }
+            for k in KS
+        }
+    out["ratio_p50"] = {
+        f"k{k}": out["embedded"][f"k{k}"]["p50_ms"] / out["faiss_raw"][f"k{k}"]["p50_ms"]
+        for k in KS
+    }
+    return out
+
+
 def bench_embedded(
     data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
 ) -> dict[str, Any]:
-    try:
-        from imagescope.store.embedded import EmbeddedStore
-    except ImportError as exc:
-        print(f"embedded store skipped: {exc}")
-        return {"skipped": str(exc)}
     defaults = EmbeddedStoreSettings()
     with contextlib.ExitStack() as stack:
-        folder = args.embedded_path or Path(
-            stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-knn-"))
-        )
-        store = stack.enter_context(EmbeddedStore(EmbeddedStoreSettings(path=folder / "catalog")))
-        store.ensure(args.dim)
-        load_s = None if holds_catalog(store, data) else ingest(store, data)
-        runs = {"default": measure_ks(store, queries, truth, args)}
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-knn-")))
+        build: dict[str, Any] | None = None
+        if args.embedded_path is not None:
+            folder = args.embedded_path
+            store = stack.enter_context(open_embedded(folder))
+            store.ensure(args.dim)
+            if not holds_catalog(store, data):
+                build = {"store_s": {"min": ingest(store, data)}}
+        else:
+            build = paired_builds(data, args, work)
+            store = stack.enter_context(open_embedded(Path(build.pop("folder"))))
+        runs = {"default": alternated(store, queries, truth, args, defaults.ef_search)}
         for ef in args.embedded_ef_search:
             store.settings = store.settings.model_copy(update={"ef_search": ef})
-            runs[f"ef_search={ef}"] = measure_ks(store, queries, truth, args)
+            runs[f"ef_search={ef}"] = alternated(store, queries, truth, args, ef)
+    load_s = None if build is None else build["store_s"]["min"]
     hnsw = {
         "m": defaults.hnsw_m,
         "ef_construction": defaults.ef_construction,
@@ -283,8 +383,11 @@ def bench_embedded(
     return {
         "ingest_s": load_s,
         "ingest_per_s": None if load_s is None else len(data) / load_s,
+        "build_vs_faiss_raw": build,
         "hnsw": hnsw,
-        "runs": runs,
+        "runs": {name: run["embedded"] for name, run in runs.items()},
+        "faiss_raw": {name: run["faiss_raw"] for name, run in runs.items()},
+        "ratio_p50_vs_faiss_raw": {name: run["ratio_p50"] for name, run in runs.items()},
     }
 
 
@@ -383,6 +486,8 @@ def main() -> None:
     if "embedded" not in args.skip:
         results["embedded"] = bench_embedded(data, queries, truth, args)
     results["total_s"] = time.perf_counter() - started
+    results["baseline"] = "faiss_raw"
+    results["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     results["machine"]["load_average_at_end"] = os.getloadavg()
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     suffix = "" if args.data == "lowrank" else f"-{args.data}"

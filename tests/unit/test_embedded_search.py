@@ -81,8 +81,8 @@ def test_a_partial_selection_excludes_slots_and_a_full_one_needs_no_selector() -
 
     assert full[0][0] == slots[0]
     assert slots[0] not in partial[0]
-    assert "selector" not in everything.__dict__  # never built for a full selection
-    assert "selector" in without_best.__dict__
+    assert not everything._selectors  # never built for a full selection
+    assert without_best._selectors  # a bitmap over the graph's positions
 
 
 def test_a_batch_gets_the_same_hits_as_single_queries(tmp_path: Path) -> None:

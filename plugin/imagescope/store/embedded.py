@@ -65,6 +65,7 @@ from imagescope.store.base import (
     validate_filters,
 )
 from imagescope.store.embedded_index import (
+    HnswIndex,
     remove_temp_files,
     search_approximate,
     search_exact,
@@ -85,6 +86,10 @@ from imagescope.store.embedded_table import VECTOR_FIELDS, RecordTable
 log = logging.getLogger(__name__)
 
 LOCK_NAME = "writer.lock"
+#: An upsert adds its vectors to the HNSW graphs in batches of this many records
+#: (one faiss add per batch: small adds cost graph-building time, see ``upsert``).
+INDEX_ADD_BATCH = 100_000
+Written = list[tuple[int, PreparedRecord, dict[VectorField, int | None]]]
 
 
 class EmbeddedStore(VectorStore):
@@ -105,6 +110,8 @@ class EmbeddedStore(VectorStore):
         self._closed = False
         self._stale = True
         self._data_version = -1
+        #: Committed upsert batches not yet mirrored in memory (see ``upsert``).
+        self._pending: list[tuple[Written, range]] = []
         self._table = RecordTable()
         self._indexes = CatalogIndexes(
             self.path,
@@ -185,15 +192,28 @@ class EmbeddedStore(VectorStore):
                 )
 
     def upsert(self, records: Iterable[CatalogRecord]) -> BulkReport:
-        """Insert or replace records by id, ``write_batch_size`` per transaction."""
+        """Insert or replace records by id, ``write_batch_size`` per transaction.
+
+        Each transaction is durable when it commits; the in-memory table and
+        the HNSW graphs take the committed records up to ``INDEX_ADD_BATCH`` at
+        a time, and all of them before ``upsert`` returns (searches in the
+        meantime see the catalog as it was before the not-yet-added batches;
+        ``get`` sees every committed record). One large faiss add builds the
+        graph faster than many small ones.
+        """
         dim = self._require_dim()
         report = BulkReport()
-        for chunk in batched(records, self.settings.write_batch_size):
-            prepared, failed = prepare_records(chunk, dim)
-            report.failed.update(failed)
-            if prepared:
-                self._write_records(prepared)
-                report.succeeded.extend(record.id for record in prepared)
+        try:
+            for chunk in batched(records, self.settings.write_batch_size):
+                prepared, failed = prepare_records(chunk, dim)
+                report.failed.update(failed)
+                if prepared:
+                    self._write_records(prepared)
+                    report.succeeded.extend(record.id for record in prepared)
+        finally:
+            if self._pending:
+                with self._writing():
+                    self._apply(lambda: None)  # mirrors whatever is still pending
         return report
 
     def update_captions(self, updates: Iterable[CaptionUpdate]) -> BulkReport:
@@ -241,7 +261,8 @@ class EmbeddedStore(VectorStore):
                 validate_filters(filters, set())
                 return [[] for _ in np.atleast_2d(np.asarray(vectors))]
             units = unit_rows(check_query_vectors(vectors, self.dim))
-            validate_filters(filters, self._table.fields())
+            if filters:
+                validate_filters(filters, self._table.fields())
             allowed = self._table.selection(field, filters)
             if len(allowed) == 0 or len(units) == 0:
                 return [[] for _ in units]
@@ -258,6 +279,11 @@ class EmbeddedStore(VectorStore):
                 threads=1 if len(units) == 1 else self.settings.search_threads,
             )
 
+    def index(self, field: VectorField) -> HnswIndex:
+        """The HNSW index of one vector field, caught up (diagnostics, benchmarks)."""
+        with self._reading():
+            return self._indexes[field]
+
     def count(self) -> int:
         with self._reading():
             return len(self._table)
@@ -270,24 +296,33 @@ class EmbeddedStore(VectorStore):
     # ----------------------------------------------------------------- writes
 
     def _write_records(self, records: list[PreparedRecord]) -> None:
+        """Commit ``records``; queue their in-memory mirror (applied in batches)."""
         with self._writing():
             with self._db.transaction():
                 written, new_slots = self._db.write_records(records)
+            self._pending.append((written, new_slots))
+            if sum(len(w) for w, _ in self._pending) >= INDEX_ADD_BATCH:
+                self._apply(lambda: None)
 
-            def apply() -> None:
-                for row, record, slots in written:
-                    self._table.put(row, record.id, metadata=record.metadata, slots=slots)
-                for field in VECTOR_FIELDS:
-                    fresh = [
-                        (slot, vector.unit)
-                        for _, record, slots in written
-                        if (slot := slots[field]) is not None
-                        and slot in new_slots
-                        and (vector := record.vectors[field]) is not None
-                    ]
-                    self._indexes.add(field, fresh, next_slot=new_slots.stop)
-
-            self._apply(apply)
+    def _mirror_pending(self) -> None:
+        """Put the pending committed records in the table and their new vectors in
+        the indexes (one add per field). Runs under the mutex, in commit order."""
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        for written, _ in pending:
+            for row, record, slots in written:
+                self._table.put(row, record.id, metadata=record.metadata, slots=slots)
+        for field in VECTOR_FIELDS:
+            fresh = [
+                (slot, vector.unit)
+                for written, new_slots in pending
+                for _, record, slots in written
+                if (slot := slots[field]) is not None
+                and slot in new_slots
+                and (vector := record.vectors[field]) is not None
+            ]
+            self._indexes.add(field, fresh, next_slot=pending[-1][1].stop)
 
     def _write_captions(self, updates: dict[str, tuple[str, Vector]]) -> BulkReport:
         with self._writing():
@@ -308,11 +343,13 @@ class EmbeddedStore(VectorStore):
         )
 
     def _apply(self, change: Any) -> None:
-        """Mirror a committed write in memory, then compact and save indexes as due.
+        """Mirror a committed write in memory (after the pending upserts committed
+        before it), then compact and save indexes as due.
 
         On failure the in-memory state is dropped and reloaded by the next call.
         """
         try:
+            self._mirror_pending()
             change()
             self._compact_sparse_indexes()
         except BaseException:
@@ -375,6 +412,7 @@ class EmbeddedStore(VectorStore):
             self._stale = True
             self._indexes.forget()
             raise
+        self._pending = []  # the reload read every committed record
         self.dim = catalog.dim if catalog else None
         self._table = table
         self._data_version, self._stale = version, False

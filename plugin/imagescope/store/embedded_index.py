@@ -16,6 +16,11 @@ applied inside the graph search, not to its output. When every vector in the
 index is allowed (no filter, nothing replaced or deleted) the search runs
 without a selector.
 
+Searches run on the HNSW graph itself, not through the ``IndexIDMap2`` that
+keeps the slot numbers in the file: the index keeps its own array of slots by
+graph position and translates results with numpy (the id map's translation
+is an OpenMP loop per call). Filters become a bitmap over graph positions.
+
 Threads: faiss parallelises a search over its query vectors with OpenMP. A
 single query runs on one thread anyway, and waking (and waiting for) a second
 thread costs more than the work it shares, most of all on a busy machine, so
@@ -25,6 +30,7 @@ searches set their thread count per call (``faiss_threads``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import math
@@ -33,7 +39,6 @@ import struct
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -69,22 +74,32 @@ class IndexHeader:
 
 
 class Selection:
-    """The slots a search may return: an array, and a faiss bitmap selector over it."""
+    """The slots a search may return: an array, and faiss bitmap selectors over it."""
 
     def __init__(self, slots: NDArray[np.int64]) -> None:
         self.slots = slots
+        #: (index identity, its size) -> selector over that index's graph positions.
+        self._selectors: dict[tuple[int, int], tuple[Any, NDArray[np.uint8]]] = {}
 
     def __len__(self) -> int:
         return len(self.slots)
 
-    @cached_property
-    def selector(self) -> Any:
-        size = int(self.slots.max()) + 1 if len(self.slots) else 1
-        bits = np.zeros(size, dtype=bool)
-        bits[self.slots] = True
-        # The selector reads this buffer: keep it alive as long as the selector.
-        self._bitmap = np.packbits(bits, bitorder="little")
-        return faiss.IDSelectorBitmap(len(self._bitmap), faiss.swig_ptr(self._bitmap))
+    def selector_at(self, key: tuple[int, int], positions: Callable[[], NDArray[np.int64]]) -> Any:
+        """The selector over graph ``positions()`` of these slots, cached under ``key``."""
+        found = self._selectors.get(key)
+        if found is None:
+            self._selectors.clear()  # an index that grew makes older keys useless
+            found = self._selectors[key] = _bitmap_selector(positions())
+        return found[0]
+
+
+def _bitmap_selector(members: NDArray[np.int64]) -> tuple[Any, NDArray[np.uint8]]:
+    """A faiss bitmap selector of ``members`` and the buffer it reads (keep both alive)."""
+    size = int(members.max()) + 1 if len(members) else 1
+    bits = np.zeros(size, dtype=bool)
+    bits[members] = True
+    bitmap = np.packbits(bits, bitorder="little")
+    return faiss.IDSelectorBitmap(len(bitmap), faiss.swig_ptr(bitmap)), bitmap
 
 
 @contextmanager
@@ -110,11 +125,18 @@ class HnswIndex:
 
     def __init__(self, index: Any, *, watermark: int) -> None:
         self._index = index
+        #: The HNSW graph inside the id map; searches run on it directly.
+        self._graph = _faiss.downcast_index(index.index)
+        #: Slot of each graph position (the id map's labels, mirrored in numpy).
+        self._slots_at = faiss.vector_to_array(index.id_map).astype(np.int64)
+        self._ntotal = int(index.ntotal)
         self.watermark = watermark
         #: Vectors added since the index was last saved or loaded.
         self.unsaved = 0
         #: Slots in ascending order and their positions in the flat storage (on demand).
         self._slot_order: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
+        #: Search parameters by efSearch, for unfiltered searches.
+        self._params: dict[int, Any] = {}
 
     @classmethod
     def empty(cls, dim: int, *, m: int, ef_construction: int) -> HnswIndex:
@@ -124,7 +146,17 @@ class HnswIndex:
 
     @property
     def ntotal(self) -> int:
-        return int(self._index.ntotal)
+        return self._ntotal
+
+    @property
+    def graph(self) -> Any:
+        """The faiss HNSW graph searches run on (for diagnostics and benchmarks)."""
+        return self._graph
+
+    def slots_at(self, positions: NDArray[np.int64]) -> NDArray[np.int64]:
+        """The slots of graph positions (-1 stays -1)."""
+        slots: NDArray[np.int64] = np.where(positions >= 0, self._slots_at[positions], -1)
+        return slots
 
     @property
     def dim(self) -> int:
@@ -134,10 +166,10 @@ class HnswIndex:
         """Add unit vectors under their slot numbers (slots must be new)."""
         if len(slots) == 0:
             return
-        self._index.add_with_ids(
-            np.ascontiguousarray(vectors, dtype=np.float32),
-            np.ascontiguousarray(slots, dtype=np.int64),
-        )
+        labels = np.ascontiguousarray(slots, dtype=np.int64)
+        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
+        self._slots_at = np.concatenate([self._slots_at, labels])
+        self._ntotal = int(self._index.ntotal)
         self.unsaved += len(slots)
         self._slot_order = None
 
@@ -155,14 +187,19 @@ class HnswIndex:
         ``allowed`` must only hold slots of this index; when it holds all of
         them the search needs no selector. ``threads``: see ``faiss_threads``.
         """
-        params = _faiss.SearchParametersHNSW(efSearch=max(ef_search, k))
-        if len(allowed) < self.ntotal:
-            params.sel = allowed.selector
+        ef = max(ef_search, k)
+        if len(allowed) < self._ntotal:
+            params = _faiss.SearchParametersHNSW(efSearch=ef)
+            params.sel = allowed.selector_at(
+                (id(self), self._ntotal), lambda: self._storage_positions(allowed.slots)
+            )
+        elif (params := self._params.get(ef)) is None:
+            params = self._params[ef] = _faiss.SearchParametersHNSW(efSearch=ef)
         with faiss_threads(threads):
-            scores, slots = self._index.search(
+            scores, positions = self._graph.search(
                 np.ascontiguousarray(queries, dtype=np.float32), k, params=params
             )
-        return scores, slots
+        return scores, self.slots_at(positions)
 
     def scores(self, queries: NDArray[np.float32], slots: NDArray[np.int64]) -> NDArray[np.float32]:
         """Inner products of the queries with the vectors of ``slots`` (all in the index).
@@ -187,7 +224,7 @@ class HnswIndex:
     def _storage_positions(self, slots: NDArray[np.int64]) -> NDArray[np.int64]:
         """Where the vectors of ``slots`` sit in the flat storage; KeyError for unknown slots."""
         if self._slot_order is None:
-            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+            ids = self._slots_at
             order = np.arange(len(ids)) if np.all(ids[1:] > ids[:-1]) else np.argsort(ids)
             self._slot_order = (ids[order], order)
         ordered, order = self._slot_order
@@ -281,9 +318,15 @@ def search_approximate(
 
 
 def _ranked(ids: list[str], scores: NDArray[np.float32]) -> list[Hit]:
-    """Hits by descending score, ties by ascending id."""
-    hits = [Hit(i, s) for i, s in zip(ids, scores.tolist(), strict=True)]
-    hits.sort(key=_hit_order)
+    """Hits by descending score, ties by ascending id.
+
+    faiss returns its results best first, so only equal neighbours (ties) or an
+    unsorted input (exact search) need the sort.
+    """
+    values = scores.tolist()
+    hits = [Hit(i, s) for i, s in zip(ids, values, strict=True)]
+    if any(a <= b for a, b in itertools.pairwise(values)):
+        hits.sort(key=_hit_order)
     return hits
 
 

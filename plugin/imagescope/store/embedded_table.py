@@ -226,7 +226,7 @@ class RecordTable:
 
     def selection(self, field_name: VectorField, filters: Filters | None) -> Selection:
         """``allowed_slots`` as a search selection, cached until the table changes."""
-        key = (field_name, json.dumps(filters or {}, sort_keys=True, default=repr))
+        key = (field_name, json.dumps(filters, sort_keys=True, default=repr) if filters else "")
         selection = self._selections.get(key)
         if selection is None:
             if len(self._selections) >= _SELECTION_CACHE_SIZE:
