@@ -112,7 +112,11 @@ class CeleryJobBackend(StoreJobBackend):
 
     def dispatch(self, job_id: str) -> None:
         try:
-            self.app.send_task(RERANK_TASK_NAME, args=[job_id], queue=self.queue)
+            # ignore_result: the job record holds the result, so the client must not
+            # subscribe to Celery's result channel for every task it sends.
+            self.app.send_task(
+                RERANK_TASK_NAME, args=[job_id], queue=self.queue, ignore_result=True
+            )
         except (OperationalError, redis.RedisError, OSError) as exc:
             log.warning(
                 "job %s recorded but not sent (%s); the reconciler will send it", job_id, exc

@@ -365,16 +365,24 @@ class RedisJobStore(JobStore):
             return super().wait(job_id, timeout_s)
         try:
             while True:
-                record = self.get(job_id)
+                # The state alone until it is final: the full record (request and
+                # result JSON) is read and parsed once, at the end.
                 left = deadline - time.monotonic()
-                if record.final or left <= 0:
-                    return record
+                if self._final_or_gone(job_id) or left <= 0:
+                    return self.get(job_id)
                 try:
                     pubsub.get_message(timeout=min(left, 1.0))
                 except redis.RedisError:
                     time.sleep(min(left, 0.2))
         finally:
             pubsub.close()
+
+    def _final_or_gone(self, job_id: str) -> bool:
+        state = self._call("read a job", lambda: self._client.hget(self.key(job_id), "state"))
+        if state is None:
+            return True
+        value = state.decode() if isinstance(state, bytes) else str(state)
+        return value in {s.value for s in FINAL_STATES}
 
     def ping(self) -> None:
         self._call("answer a ping", self._client.ping)
