@@ -3,6 +3,7 @@ strict JSON on every route, ErrorBody everywhere, a job backend that is down."""
 
 from __future__ import annotations
 
+import json
 import re
 import time
 from collections.abc import Iterator
@@ -196,6 +197,12 @@ def test_json_edges_never_cause_a_5xx_on_any_route(service: Service) -> None:
                     ErrorBody.model_validate(response.json())
                 checked += 1
     assert checked >= len(paths) * len(EDGES)
+
+
+def test_every_documented_422_is_the_error_body(service: Service) -> None:
+    schema = json.dumps(service.app.openapi())
+    assert "HTTPValidationError" not in schema  # FastAPI's own 422 shape is never promised
+    assert '"422"' in schema
 
 
 def test_nan_and_surrogates_are_422_in_the_error_shape(service: Service) -> None:
