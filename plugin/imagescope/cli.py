@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.table import Table
 
 from imagescope.cli_opensearch import app as opensearch_app
+from imagescope.cli_output import limited, print_empty, print_ingest_summary, print_result
 from imagescope.errors import ConfigError, ImageScopeError, InputError
 from imagescope.schemas import (
     ComposedQuery,
@@ -29,10 +30,9 @@ from imagescope.schemas import (
     DialogTurn,
     ImageRef,
     Query,
-    SearchResult,
     TextQuery,
 )
-from imagescope.settings import Settings, get_settings
+from imagescope.settings import ApiSettings, Settings, get_settings
 
 if TYPE_CHECKING:
     from imagescope.store.base import VectorStore
@@ -42,9 +42,13 @@ app = typer.Typer(
     help="Language-guided image search over OpenSearch k-NN (or an embedded index).",
     no_args_is_help=True,
     add_completion=False,
+    # Plain help: options show the metavars written here (N, FILE.json, KEY=VALUE),
+    # and flags none, instead of labels such as <bool> or <list[str]>.
+    rich_markup_mode=None,
 )
 console = Console()
 err_console = Console(stderr=True)
+_API_DEFAULTS = ApiSettings()
 app.add_typer(opensearch_app, name="opensearch")
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -151,27 +155,6 @@ def build_query(
     return TextQuery(text=text, filters=filters)
 
 
-def print_result(result: SearchResult, *, limit: int) -> None:
-    table = Table(title=f"results (stages {', '.join(map(str, result.stages))})")
-    for column in ("#", "id", "score", "stage-1 #", "why"):
-        table.add_column(column, overflow="fold")
-    for rank, cand in enumerate(result.candidates[:limit], start=1):
-        table.add_row(
-            str(rank), cand.id, f"{cand.score:.4f}", str(cand.stage1_rank), cand.reason or "-"
-        )
-    console.print(table)
-    trace = result.trace
-    console.print(f"[dim]descriptions:[/] {trace.descriptions}")
-    if trace.propositions:
-        props = [f"{p.question} -> {'yes' if p.expected else 'no'}" for p in trace.propositions]
-        console.print(f"[dim]propositions:[/] {props}")
-    timings = ", ".join(f"{k} {v * 1000:.0f} ms" for k, v in trace.timings.items())
-    console.print(f"[dim]timings:[/] {timings}")
-    console.print(f"[dim]models:[/] {trace.models}")
-    for note in trace.notes:
-        console.print(f"[yellow]note:[/] {note}")
-
-
 def parse_stages(stages: str) -> list[int]:
     """``"1,2,3"`` -> [1, 2, 3], checked (they must include 1 and be among 1, 2, 3)."""
     from imagescope.stages import check_stages
@@ -215,31 +198,59 @@ def check_against_catalog(query: Query, store: VectorStore) -> None:
     if isinstance(query, ComposedQuery) and query.reference.id is not None:
         if not store.get([query.reference.id]):
             raise UnknownIdError("image", query.reference.id)
+    if store.count() == 0:
+        raise InputError(
+            "the catalog is empty: ingest images first (imagescope ingest ./photos), then search"
+        )
 
 
 # --------------------------------------------------------------------------- commands
 
 
+_DIALOG_HELP = (
+    'JSON file with a caption and question/answer turns, e.g. {"caption": "a kitchen", '
+    '"turns": [{"question": "is there a fridge?", "answer": "yes, a white one"}]}.'
+)
+
+
 @app.command()
 @friendly_errors
 def search(
-    text: Annotated[str | None, typer.Argument(help="What to look for.")] = None,
+    text: Annotated[str | None, typer.Argument(metavar="TEXT", help="What to look for.")] = None,
     ref: Annotated[
-        str | None, typer.Option(help="Reference image: catalog id, file path or URL.")
+        str | None,
+        typer.Option(metavar="ID|FILE|URL", help="Reference image: catalog id, file path or URL."),
     ] = None,
-    edit: Annotated[str | None, typer.Option(help="What to change in the reference.")] = None,
-    dialog: Annotated[
-        Path | None, typer.Option(help="JSON file: caption + question/answer turns.")
+    edit: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="What to change in the reference.")
     ] = None,
-    stages: Annotated[str, typer.Option(help="Stages to run, e.g. 1 or 1,2 or 1,2,3.")] = "1,2,3",
-    limit: Annotated[int, typer.Option(min=1, help="Rows to print.")] = 10,
+    dialog: Annotated[Path | None, typer.Option(metavar="FILE.json", help=_DIALOG_HELP)] = None,
+    stages: Annotated[
+        str, typer.Option(metavar="1[,2[,3]]", help="Stages to run, e.g. 1 or 1,2 or 1,2,3.")
+    ] = "1,2,3",
+    limit: Annotated[
+        int, typer.Option(min=1, metavar="N", help="Results to print (table or --json).")
+    ] = 10,
     filter_: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="Metadata filter key=value, key>=n, key<n (repeatable)."),
+        typer.Option(
+            "--filter",
+            metavar="KEY=VALUE",
+            help="Metadata filter key=value, key>=n, key<n (repeatable).",
+        ),
     ] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the full result as JSON.")] = False,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the top --limit results as JSON, with the trace.")
+    ] = False,
 ) -> None:
-    """Search the catalog by text, by a reference image plus an edit, or by a dialog."""
+    """Search the catalog by text, by a reference image plus an edit, or by a dialog.
+
+    \b
+    Examples:
+      imagescope search "red dress with long sleeves" --limit 20
+      imagescope search --ref img-00042 --edit "same, but blue" --stages 1,2
+      imagescope search --dialog turns.json --filter category=dress --json
+    """
     from imagescope.wiring import open as open_engine
 
     query = build_query(
@@ -256,18 +267,33 @@ def search(
     with open_engine(settings, store=store) as engine:
         result = engine.search(query, stages=wanted)
     if as_json:
-        console.print_json(result.model_dump_json())
+        console.print_json(limited(result, limit).model_dump_json())
+    elif result.candidates:
+        print_result(console, result, limit=limit)
     else:
-        print_result(result, limit=limit)
+        print_empty(console, query.filters)
 
 
 @app.command()
 @friendly_errors
 def ingest(
-    source: Annotated[Path, typer.Argument(help="A folder of images, or a CSV/JSONL catalog.")],
-    batch_size: Annotated[int, typer.Option(min=1, help="Images per batch.")] = 32,
+    source: Annotated[
+        Path,
+        typer.Argument(metavar="FOLDER|FILE", help="A folder of images, or a CSV/JSONL catalog."),
+    ],
+    batch_size: Annotated[int, typer.Option(min=1, metavar="N", help="Images per batch.")] = 32,
+    force: Annotated[
+        bool, typer.Option("--force", help="Re-embed every item, even those unchanged.")
+    ] = False,
 ) -> None:
-    """Caption (when a captioner is configured), embed and store a catalog. Idempotent."""
+    """Caption (when a captioner is configured), embed and store a catalog.
+
+    A second run skips files whose content, caption and metadata are unchanged
+    (content hashes in DATA_DIR/ingest-manifest.sqlite) and says how many items
+    were new, updated, unchanged or failed.
+    """
+    from imagescope.ingest.changes import IngestManifest, store_scope
+    from imagescope.ingest.runner import ingest as run_ingest
     from imagescope.ingest.sources import read_folder, read_table
     from imagescope.wiring import open as open_engine
 
@@ -280,9 +306,26 @@ def ingest(
         source.resolve() if source.is_dir() else source.resolve().parent,
     ]
     limits = settings.images.model_copy(update={"allowed_roots": roots})
-    with open_engine(settings) as engine:
-        report = engine.ingest(items, limits=limits, batch_size=batch_size)
-    console.print(f"ingested {report.ok} image(s), {len(report.failed)} failed")
+    manifest_path = settings.data_dir / "ingest-manifest.sqlite"
+    scope = store_scope(settings.store)
+    with (
+        open_engine(settings) as engine,
+        IngestManifest(manifest_path, scope=scope, rewrite=force) as manifest,
+    ):
+        c = engine.components
+        ids = c.model_ids()
+        models = ",".join(f"{r}={ids[r]}" for r in ("embedder", "captioner") if r in ids)
+        report = run_ingest(
+            items,
+            store=c.store,
+            embedder=c.embedder,
+            captioner=c.captioner,
+            limits=limits,
+            batch_size=batch_size,
+            manifest=manifest,
+            models=models,
+        )
+    print_ingest_summary(console, report)
     for image_id, reason in list(report.failed.items())[:20]:
         err_console.print(f"[red]failed[/] {image_id}: {reason}")
     if report.failed:
@@ -308,10 +351,24 @@ def check_port_free(host: str, port: int) -> None:
 @app.command()
 @friendly_errors
 def serve(
-    host: Annotated[str | None, typer.Option(help="Bind address.")] = None,
-    port: Annotated[int | None, typer.Option(min=1, max=65535, help="Port (1-65535).")] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            metavar="ADDRESS",
+            help=f"Bind address [default: IMAGESCOPE_API__HOST, else {_API_DEFAULTS.host}].",
+        ),
+    ] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            max=65535,
+            metavar="PORT",
+            help=f"Port [default: IMAGESCOPE_API__PORT, else {_API_DEFAULTS.port}].",
+        ),
+    ] = None,
 ) -> None:
-    """Run the HTTP API (and the search page) with uvicorn."""
+    """Run the HTTP API and the search page (open http://HOST:PORT/) with uvicorn."""
     overrides = {f"api__{k}": v for k, v in (("host", host), ("port", port)) if v is not None}
     settings = _settings(**overrides)
     check_port_free(settings.api.host, settings.api.port)

@@ -98,7 +98,10 @@ def print_demo(
     style = "green" if chosen.meaningful else "bold red"
     console.print(f"[{style}]embedder:[/] {chosen.embedder.model_id} - {chosen.why}")
     if outcomes:
-        console.print(f"models: {outcomes[0].result.trace.models}")
+        from imagescope.cli_output import models_in_words
+
+        for line in models_in_words(outcomes[0].result.trace.models):
+            console.print(f"model: {line}")
     for outcome in outcomes:
         result, truth = outcome.result, set(outcome.query.ground_truth)
         table = Table(title=_describe(outcome.query), title_justify="left")

@@ -63,9 +63,11 @@ def _run(*args: str) -> tuple[int, str]:
 def test_ingest_then_search_runs_all_three_stages(cli_env: Path, tmp_path: Path) -> None:
     code, out = _run("ingest", str(cli_env))
     assert code == 0, out
-    assert "ingested 6 image(s), 0 failed" in out
-    code, out = _run("ingest", str(cli_env))  # idempotent: same ids, updated in place
-    assert code == 0 and "ingested 6 image(s)" in out
+    assert "ingest: 6 new, 0 updated, 0 unchanged, 0 failed" in out
+    code, out = _run("ingest", str(cli_env))  # unchanged files are skipped
+    assert code == 0 and "ingest: 0 new, 0 updated, 6 unchanged, 0 failed" in out
+    code, out = _run("ingest", str(cli_env), "--force")  # idempotent: updated in place
+    assert code == 0 and "ingest: 0 new, 6 updated, 0 unchanged, 0 failed" in out
 
     code, out = _run("search", "a red square", "--json", "--limit", "6")
     assert code == 0, out

@@ -25,7 +25,7 @@ from types import TracebackType
 from imagescope.errors import ImageScopeError
 from imagescope.ingest.images import read_local_file
 from imagescope.ingest.sources import IngestItem
-from imagescope.settings import ImageLimits
+from imagescope.settings import ImageLimits, StoreSettings
 
 _SCHEMA = """CREATE TABLE IF NOT EXISTS digests (
     scope TEXT NOT NULL, id TEXT NOT NULL, digest TEXT NOT NULL, PRIMARY KEY (scope, id))"""
@@ -46,17 +46,24 @@ def item_digest(item: IngestItem, *, limits: ImageLimits, models: str) -> str | 
 
 
 class IngestManifest:
-    """Digests last written per (scope, id), in a SQLite file."""
+    """Digests last written per (scope, id), in a SQLite file.
 
-    def __init__(self, path: Path, *, scope: str) -> None:
+    With ``rewrite`` no digest is known (every item is written again, as after
+    ``imagescope ingest --force``) but new ones are still recorded.
+    """
+
+    def __init__(self, path: Path, *, scope: str, rewrite: bool = False) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.scope = scope
+        self.rewrite = rewrite
         self._db = sqlite3.connect(path, check_same_thread=False)
         with self._db:
             self._db.execute(_SCHEMA)
 
     def digests(self, ids: Iterable[str]) -> dict[str, str]:
+        if self.rewrite:
+            return {}
         wanted = list(ids)
         found: dict[str, str] = {}
         for start in range(0, len(wanted), 500):
@@ -121,3 +128,10 @@ class ChangeTracker:
         done = {i: self._pending.pop(i) for i in ids if i in self._pending}
         if done:
             self._manifest.record(done)
+
+
+def store_scope(store: StoreSettings) -> str:
+    """Which catalog digests belong to: the embedded folder, or the OpenSearch hosts + index."""
+    if store.kind == "embedded":
+        return f"embedded:{store.embedded.path.expanduser().resolve()}"
+    return f"opensearch:{','.join(sorted(store.opensearch.hosts))}/{store.opensearch.index}"

@@ -2,7 +2,8 @@
  * Running a search and showing its results:
  *   POST   v1/search               stage 1 now (mode=fast), or stage 1 + a rerank job (async)
  *   GET    v1/rerank-jobs/{id}     polled until final; the sticky status bar shows progress
- *   DELETE v1/rerank-jobs/{id}     "Stop reranking", or a search replaced by a new one
+ *   POST   v1/rerank-jobs/{id}/cancel  "Stop reranking" (the job stays readable)
+ *   DELETE v1/rerank-jobs/{id}     a search replaced by a new one
  * Results come in pages of PAGE cards ("Show more results", or scrolling to the
  * end); past the fetched list, stage 1 is asked for a longer one.
  */
@@ -237,7 +238,14 @@ function takeStage1(query, stages, result) {
   } else {
     if (watching) stopJob();
     render();
-    setStatus({ stage1, rerank: stages.length > 1 ? "" : "Verification off." });
+    let rerank = stages.length > 1 ? "" : "Verification off.";
+    if (result.rerank && result.rerank.state === "unavailable") {
+      rerank = "Verification is unavailable right now; showing the stage-1 order.";
+      hooks.error(`Reranking is unavailable: ${result.rerank.detail || "the job service is down"}`, {
+        retry: true,
+      });
+    }
+    setStatus({ stage1, rerank });
   }
 }
 
@@ -320,12 +328,13 @@ function finishJob(job) {
   }
 }
 
-/** "Stop reranking": the job's final state comes back from the DELETE itself. */
+/** "Stop reranking": the job's final state comes back from the cancel itself. */
 async function cancelJob() {
   if (!view.job || view.jobState !== "running") return;
   const generation = view.generation;
   try {
-    const job = await api(`v1/rerank-jobs/${encodeURIComponent(view.job.id)}`, { method: "DELETE" });
+    const path = `v1/rerank-jobs/${encodeURIComponent(view.job.id)}/cancel`;
+    const job = await api(path, { method: "POST" });
     if (generation !== view.generation || view.jobState !== "running") return;
     if (view.controller) view.controller.abort(); // stop polling a job that is over
     showProgress(false);
