@@ -89,7 +89,7 @@ class ProfileSettings(BaseModel):
 class RoleSettings(BaseModel):
     """Backend for one model role (reasoner, verifier, evaluator, captioner)."""
 
-    kind: Literal["rule", "clip", "openai", "vllm", "fake", "none"]
+    kind: Literal["rule", "clip", "learned", "openai", "vllm", "fake", "none"]
     openai: ChatEndpoint = Field(default_factory=ChatEndpoint)
     vllm: VLLMEngine = Field(default_factory=VLLMEngine)
     #: Generation limit; unset means the role's own default.
