@@ -152,7 +152,7 @@ def test_images_load_with_a_cookie_or_a_signed_url_when_keys_are_on(service: Ser
     issued = service.client.post("/v1/image-token", headers=KEYS["a"])
     assert issued.status_code == 200
     cookie = issued.headers["set-cookie"]
-    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/v1/images" in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/v1;" in cookie
     page = TestClient(service.app)  # a browser: it keeps the cookie, sends no key
     page.post("/v1/image-token", headers=KEYS["a"])
     response = page.get(path)
@@ -247,3 +247,20 @@ def test_redis_down_search_returns_stage1_at_once_and_health_is_degraded() -> No
 
 def submit_plain(client: TestClient) -> Any:
     return client.post("/v1/rerank-jobs", json={"query": TEXT}, headers=KEYS["a"])
+
+
+def test_the_pages_own_requests_get_the_image_cookie(service: Service) -> None:
+    path = "/v1/images/img-0/thumbnail?size=32"
+    script = TestClient(service.app)  # no browser headers: no cookie
+    script.get("/v1/catalog/fields", headers=KEYS["a"])
+    assert script.get(path).status_code == 401
+    page = TestClient(service.app)
+    same_origin = {**KEYS["a"], "Sec-Fetch-Site": "same-origin"}
+    first = page.get("/v1/catalog/fields", headers=same_origin)
+    assert "imagescope_image_token=" in first.headers.get("set-cookie", "")
+    assert page.get(path).status_code == 200  # the <img> request: cookie, no key
+    again = page.get("/v1/catalog/fields", headers=same_origin)
+    assert "set-cookie" not in again.headers  # still fresh: not renewed
+    cross = TestClient(service.app)
+    cross.get("/v1/catalog/fields", headers={**KEYS["a"], "Sec-Fetch-Site": "cross-site"})
+    assert cross.get(path).status_code == 401

@@ -21,13 +21,7 @@ from imagescope.api.schemas import (
     SearchRequest,
     WebhookReplay,
 )
-from imagescope.api.tenancy import (
-    IMAGE_COOKIE,
-    IMAGE_COOKIE_PATH,
-    TenantDep,
-    image_tokens,
-    require_image_access,
-)
+from imagescope.api.tenancy import TenantDep, require_image_access, set_image_cookie
 from imagescope.jobs.factory import webhook_sender
 from imagescope.schemas import JobRef, JobStatus, SearchResult
 
@@ -120,17 +114,7 @@ def issue_image_token(request: Request, response: Response, tenant: TenantDep) -
     """Sets an HttpOnly cookie that image routes accept instead of X-API-Key, and
     returns the token for signed URLs (``?token=``). Request a new one before
     ``expires_at``."""
-    tokens = image_tokens(request)
-    token, expires = tokens.issue(tenant.id)
-    response.set_cookie(
-        IMAGE_COOKIE,
-        token,
-        max_age=tokens.ttl_s,
-        path=IMAGE_COOKIE_PATH,
-        httponly=True,
-        samesite="strict",
-        secure=request.url.scheme == "https",
-    )
+    token, expires = set_image_cookie(request, response, tenant)
     return ImageToken(token=token, expires_at=expires)
 
 

@@ -9,9 +9,12 @@ keys, every caller is the one public tenant.
 
 Images: an ``<img>`` element cannot send a header, so ``POST /v1/image-token``
 (with the key) returns a short-lived signed token and sets it as an HttpOnly,
-SameSite=Strict cookie scoped to ``/v1/images``; image routes accept the key,
+SameSite=Strict cookie that only the image routes accept; they take the key,
 that cookie, or ``?token=<token>`` (a signed URL). Tokens grant image reads
-only and expire after ``api.image_token_ttl_s``.
+only and expire after ``api.image_token_ttl_s``. A same-origin browser request
+(``Sec-Fetch-Site: same-origin``, i.e. the search page's own fetch calls) that
+carries a valid key also gets the cookie, renewed when half its life is gone,
+so the page's thumbnails load without any extra call.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import time
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Query, Request, Security
+from fastapi import Depends, HTTPException, Query, Request, Response, Security
 from fastapi.security import APIKeyCookie, APIKeyHeader
 
 from imagescope.jobs.base import PUBLIC_OWNER
@@ -31,7 +34,9 @@ from imagescope.settings import Settings
 
 API_KEY_HEADER = "X-API-Key"
 IMAGE_COOKIE = "imagescope_image_token"
-IMAGE_COOKIE_PATH = "/v1/images"
+#: The cookie is sent with every /v1 request (so its age is seen and it is renewed
+#: in time) but only the image routes accept it.
+IMAGE_COOKIE_PATH = "/v1"
 _api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False)
 _image_cookie = APIKeyCookie(name=IMAGE_COOKIE, auto_error=False)
 
@@ -88,12 +93,18 @@ def _settings(request: Request) -> Settings:
 
 
 def require_tenant(
-    request: Request, key: Annotated[str | None, Security(_api_key_header)]
+    request: Request, response: Response, key: Annotated[str | None, Security(_api_key_header)]
 ) -> Tenant:
     """The calling tenant (401 when keys are on and ``X-API-Key`` is not one of them)."""
-    tenant = tenant_for(_settings(request), key)
+    settings = _settings(request)
+    tenant = tenant_for(settings, key)
     if tenant is None:
         raise unauthorized()
+    if keys_enabled(settings) and request.headers.get("sec-fetch-site") == "same-origin":
+        tokens = image_tokens(request)
+        left = tokens.seconds_left(request.cookies.get(IMAGE_COOKIE, ""))
+        if left < tokens.ttl_s / 2:
+            set_image_cookie(request, response, tenant)
     return tenant
 
 
@@ -115,14 +126,18 @@ class ImageTokens:
         payload = f"v1.{expires}.{tenant}"
         return f"{payload}.{self._mac(payload)}", expires
 
-    def valid(self, token: str, *, now: float | None = None) -> bool:
+    def seconds_left(self, token: str, *, now: float | None = None) -> float:
+        """How long ``token`` stays valid (0 for a forged, malformed or expired one)."""
         payload, _, mac = token.rpartition(".")
         parts = payload.split(".")
         if len(parts) != 3 or parts[0] != "v1" or not parts[1].isdigit():
-            return False
+            return 0.0
         if not hmac.compare_digest(mac.encode(), self._mac(payload).encode()):
-            return False
-        return int(parts[1]) > (time.time() if now is None else now)
+            return 0.0
+        return max(0.0, int(parts[1]) - (time.time() if now is None else now))
+
+    def valid(self, token: str, *, now: float | None = None) -> bool:
+        return self.seconds_left(token, now=now) > 0
 
 
 def image_tokens(request: Request) -> ImageTokens:
@@ -135,6 +150,22 @@ def image_tokens(request: Request) -> ImageTokens:
         tokens = ImageTokens(secret, api.image_token_ttl_s)
         request.app.state.image_tokens = tokens
     return tokens
+
+
+def set_image_cookie(request: Request, response: Response, tenant: Tenant) -> tuple[str, int]:
+    """Issues an image token, sets it as the image cookie; returns it and its expiry."""
+    tokens = image_tokens(request)
+    token, expires = tokens.issue(tenant.id)
+    response.set_cookie(
+        IMAGE_COOKIE,
+        token,
+        max_age=tokens.ttl_s,
+        path=IMAGE_COOKIE_PATH,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+    )
+    return token, expires
 
 
 def require_image_access(
