@@ -176,9 +176,28 @@ def test_failed_download_is_a_config_error(monkeypatch):
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(module, "try_to_load_from_cache", lambda *a, **k: None)
     monkeypatch.setattr(open_clip, "download_pretrained", unreachable)
+    monkeypatch.setattr(module, "hub_offline", lambda: False)  # the Hub answers the probe
     with pytest.raises(ConfigError, match="Name or service not known") as info:
         module.OpenClipEmbedder("ViT-B-32", "laion2b_s34b_b79k")
     assert "HF_HUB_OFFLINE=1" in str(info.value)
+
+
+def test_an_unreachable_hub_means_offline_at_once(monkeypatch):
+    from huggingface_hub import constants
+
+    from imagescope.models import hub
+    from imagescope.models import open_clip_embedder as module
+
+    probe = hub.hub_reachable.__wrapped__  # the uncached probe
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(hub, "hub_reachable", lambda: False)
+    monkeypatch.setattr(module, "try_to_load_from_cache", lambda *a, **k: None)
+    assert hub.hub_offline()
+    with pytest.raises(ConfigError, match="the Hub is unreachable"):
+        module.OpenClipEmbedder("ViT-B-32", "laion2b_s34b_b79k")
+    # A closed port is refused without waiting for the timeout.
+    assert not probe("http://127.0.0.1:9", 1.0)
 
 
 def test_undecodable_image_is_an_image_error(tiny_open_clip):
