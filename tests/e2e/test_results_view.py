@@ -216,3 +216,27 @@ def test_an_empty_catalog_says_to_ingest(page: Any, empty_server: LiveServer) ->
     expect()(page.locator("#results > li")).to_have_count(0)
     expect()(page.locator("#status-rerank")).not_to_contain_text("Reranked")
     shots(page, "empty-catalog")
+
+
+def test_an_unavailable_rerank_keeps_stage1_and_says_so(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    def no_jobs(route: Any) -> None:
+        response = route.fetch()
+        body = response.json()
+        body["job"] = None
+        body["rerank"] = {"state": "unavailable", "detail": "the job queue is down"}
+        route.fulfill(response=response, json=body)
+
+    open_page(page, live_server, served_catalog)
+    page.route("**/v1/search", no_jobs)
+    search_text(page, "red circles")
+    expect()(page.locator("#results > li")).to_have_count(PAGE)
+    expect()(page.locator("#status-rerank")).to_have_text(
+        "Verification is unavailable right now; showing the stage-1 order."
+    )
+    alert = page.get_by_role("alert")
+    expect()(alert).to_contain_text("Reranking is unavailable: the job queue is down")
+    expect()(alert.get_by_role("button", name="Retry")).to_be_visible()
+    expect()(page.locator("#rerank-progress")).to_be_hidden()
+    page.unroute("**/v1/search")

@@ -10,10 +10,10 @@
  */
 import { api, refreshImageToken } from "./api.js";
 import { $, button, el } from "./dom.js";
+import { clearError, emptyState, setRetry, showError } from "./feedback.js";
 import {
   applyFilterParams,
   clearFilters,
-  describeFilters,
   filterControl,
   filterParams,
   removeFilter,
@@ -37,42 +37,7 @@ const page = {
   kind: "text",
   turns: [],
   catalogCount: null,
-  retry: null, // what the Retry button does
 };
-
-// ------------------------------------------------------------------ errors
-
-const ERROR_REGIONS = { results: "#error-region", form: "#form-error", reference: "#reference-error" };
-
-/**
- * Shows an error where the user is looking, and moves focus to it: a search's
- * failure in the sticky status bar over the results; a problem with the form
- * next to the Search button; a refused reference image next to its inputs.
- */
-function showError(message, { retry = false, where = "results" } = {}) {
-  clearError();
-  const region = $(ERROR_REGIONS[where]);
-  const parts = [el("p", message)];
-  if (retry && page.retry) {
-    const again = button("Retry", "retry");
-    again.addEventListener("click", () => page.retry());
-    parts.push(again);
-  }
-  const dismiss = button("Dismiss");
-  dismiss.addEventListener("click", clearError);
-  parts.push(dismiss);
-  region.replaceChildren(...parts);
-  region.classList.add("visible");
-  region.focus({ preventScroll: true });
-  region.scrollIntoView({ block: "nearest" });
-}
-
-function clearError() {
-  for (const selector of Object.values(ERROR_REGIONS)) {
-    $(selector).replaceChildren();
-    $(selector).classList.remove("visible");
-  }
-}
 
 // ------------------------------------------------------------------ the query
 
@@ -126,7 +91,7 @@ function summaryOf(query) {
 // ------------------------------------------------------------------ searching
 
 async function runQuery(query, runStages) {
-  page.retry = () => runQuery(query, runStages);
+  setRetry(() => runQuery(query, runStages));
   const ok = await search(query, runStages);
   if (NARROW.matches) collapseForm(summaryOf(query), ok);
 }
@@ -206,36 +171,6 @@ function expandForm() {
   $("#search-form").hidden = false;
   $("#query-heading").hidden = false;
   $("#edit-search").setAttribute("aria-expanded", "true");
-}
-
-// ------------------------------------------------------------------ empty states
-
-function emptyState(query) {
-  if (page.catalogCount === 0) {
-    const how = el("p");
-    how.append("Ingest images first, for example ", el("code", "imagescope ingest ./photos"), ", then search again.");
-    return [el("p", "The catalog has no images yet.", "empty-title"), how];
-  }
-  const filters = describeFilters();
-  if (filters.length) {
-    const out = [
-      el("p", `No image matches this query with the filter${filters.length > 1 ? "s" : ""} set.`, "empty-title"),
-      el("p", "Try removing a filter:"),
-    ];
-    const row = el("div", undefined, "row");
-    for (const [name, words] of filters) {
-      const remove = button(`Remove “${words}”`);
-      remove.addEventListener("click", () => {
-        removeFilter(name);
-        updateFilterCount();
-        submit();
-      });
-      row.append(remove);
-    }
-    return [...out, row];
-  }
-  const hint = query.kind === "composed" ? "Try a shorter edit, or another reference image." : "Try fewer or other words.";
-  return [el("p", "No image matches this query.", "empty-title"), el("p", hint)];
 }
 
 // ------------------------------------------------------------------ card actions
@@ -324,7 +259,7 @@ function updateFilterCount() {
 
 async function loadCatalogInfo() {
   const holder = $("#filters-fields");
-  page.retry = () => start();
+  setRetry(() => start());
   try {
     const info = await api("v1/catalog/fields");
     const fields = info.fields || [];
@@ -413,7 +348,16 @@ function wire() {
     },
     error: (err) => showError(err.message),
   });
-  initSearch({ ...errorHooks, actions: cardActions, empty: emptyState });
+  const removeAndSearch = (name) => {
+    removeFilter(name);
+    updateFilterCount();
+    submit();
+  };
+  initSearch({
+    ...errorHooks,
+    actions: cardActions,
+    empty: (query) => emptyState(query, { catalogCount: page.catalogCount, removeFilter: removeAndSearch }),
+  });
 }
 
 async function start() {
