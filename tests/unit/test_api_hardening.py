@@ -264,3 +264,30 @@ def test_the_pages_own_requests_get_the_image_cookie(service: Service) -> None:
     cross = TestClient(service.app)
     cross.get("/v1/catalog/fields", headers={**KEYS["a"], "Sec-Fetch-Site": "cross-site"})
     assert cross.get(path).status_code == 401
+
+
+def test_owner_can_replay_a_finished_jobs_webhook(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = make_settings()
+    settings.jobs.webhook_secret = SecretStr("s")
+    settings.jobs.webhook_allow_private = True
+    running = Service(settings)
+    sent: list[tuple[str, bytes]] = []
+
+    def deliver(self: object, url: str, body: bytes) -> str:
+        sent.append((url, body))
+        return "delivered"
+
+    monkeypatch.setattr("imagescope.jobs.webhook.WebhookSender.deliver", deliver)
+    try:
+        url = "http://127.0.0.1:9/hook?token=t"
+        job_id = submit(running, "a", webhook_url=url).json()["id"]
+        running.jobs.wait(job_id, 10, owner=tenant_id("key-a"))
+        replay = running.client.post(f"/v1/rerank-jobs/{job_id}/webhook", headers=KEYS["a"])
+        assert replay.status_code == 200 and replay.json() == {"id": job_id, "outcome": "delivered"}
+        assert sent[-1][0] == url and json.loads(sent[-1][1])["id"] == job_id
+        plain = submit(running, "a").json()["id"]
+        running.jobs.wait(plain, 10, owner=tenant_id("key-a"))
+        none = running.client.post(f"/v1/rerank-jobs/{plain}/webhook", headers=KEYS["a"])
+        assert none.status_code == 400 and "no webhook_url" in none.json()["detail"]
+    finally:
+        running.close()
