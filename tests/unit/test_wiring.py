@@ -47,6 +47,7 @@ def readme_python_snippet() -> str:
     return match.group(1)
 
 
+@pytest.mark.slow  # draws and indexes 400 images with the bundled model (~10 s)
 def test_readme_snippet_is_three_lines_and_searches_the_bundled_catalog(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
