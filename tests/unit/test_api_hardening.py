@@ -82,7 +82,7 @@ def test_other_keys_get_404_for_every_job_action(service: Service) -> None:
         client.post("/v1/rerank-jobs/order-1/webhook", headers=KEYS["b"]),
     ):
         assert response.status_code == 404, response.text
-        assert response.json()["error"] == "UnknownIdError"
+        assert response.json() == {"error": "UnknownIdError", "detail": "unknown job id: 'order-1'"}
     assert submit(service, "b", job_id="order-1").status_code == 202  # ids are per key
     assert client.get("/v1/rerank-jobs/order-1", headers=KEYS["a"]).status_code == 200
     full = f"{tenant_id('key-a')}~order-1"

@@ -352,7 +352,10 @@ class StoreJobBackend(JobBackend):
         return _existing(record, digest)
 
     def _readable(self, job_id: str, owner: str, admin: bool) -> JobRecord:
-        record = self.store.get(resolve_key(job_id, owner=owner, admin=admin))
+        try:
+            record = self.store.get(resolve_key(job_id, owner=owner, admin=admin))
+        except UnknownIdError:
+            raise unknown_job(job_id) from None  # the id as the caller wrote it
         if record.deleted:
             raise unknown_job(job_id)
         return record
