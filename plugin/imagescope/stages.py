@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from imagescope.errors import InputError
 
 STAGES = (1, 2, 3)
+#: Stage -> the name of the stage set scored after it (eval and the synthetic bench).
+STAGE_SETS = {1: "1", 2: "1+2", 3: "1+2+3"}
 
 
 def check_stages(stages: Sequence[int]) -> list[int]:

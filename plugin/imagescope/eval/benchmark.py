@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from imagescope.errors import InputError
-from imagescope.eval.metrics import MetricError
+from imagescope.eval.metrics import MetricError, first_rank
 from imagescope.schemas import ComposedQuery, DialogQuery, TextQuery
 
 logger = logging.getLogger(__name__)
@@ -254,3 +254,22 @@ def warn_unknown_ids(
             len(unknown),
             ", ".join(unknown[:3]),
         )
+
+
+def recall_by_group(
+    benchmark: Benchmark, rankings: Rankings, *, ks: Sequence[int] = (1, 5, 10), group: str = "kind"
+) -> dict[str, float]:
+    """R@K over queries with several ground-truth ids (any one counts), overall and per group."""
+    groups: dict[str, list[int | None]] = {"all": []}
+    for query in benchmark.queries:
+        rank = first_rank(rankings[query.id][0], set(query.targets))
+        groups["all"].append(rank)
+        groups.setdefault(str(query.extras.get(group, "")), []).append(rank)
+    groups.pop("", None)
+    metrics = {}
+    for name, ranks in groups.items():
+        prefix = "" if name == "all" else f"{name} "
+        for k in ks:
+            hits = sum(r is not None and r <= k for r in ranks)
+            metrics[f"{prefix}R@{k}"] = 100.0 * hits / len(ranks)
+    return metrics

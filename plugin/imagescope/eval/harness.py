@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from imagescope.engine import Engine
-from imagescope.eval.benchmark import Benchmark, BenchmarkQueryKind, DatasetError, Rankings
+from imagescope.eval.benchmark import Benchmark, BenchmarkQueryKind, DatasetError
 from imagescope.eval.fingerprint import (
     ImageHashes,
     check_fingerprint,
@@ -36,17 +36,16 @@ from imagescope.eval.fingerprint import (
     gallery_hashes,
     run_fingerprint,
 )
-from imagescope.eval.metrics import first_rank
 from imagescope.eval.runner import RunError, RunResult, Scored, run_benchmark
 from imagescope.eval.submission import write_json_atomic
 from imagescope.ingest.sources import IngestItem
 from imagescope.schemas import SearchResult
 from imagescope.settings import ImageLimits, Settings
+from imagescope.stages import STAGE_SETS
 
 log = logging.getLogger(__name__)
 
 #: Stage -> the name of the stage set scored after it ("1", "1+2", "1+2+3").
-STAGE_SETS = {1: "1", 2: "1+2", 3: "1+2+3"}
 
 
 def staged_results(
@@ -320,22 +319,3 @@ class CostLog:
             if query_id in query_ids:
                 total.merge(tally)
         return total.summary()
-
-
-def recall_by_group(
-    benchmark: Benchmark, rankings: Rankings, *, ks: Sequence[int] = (1, 5, 10), group: str = "kind"
-) -> dict[str, float]:
-    """R@K over queries with several ground-truth ids (any one counts), overall and per group."""
-    groups: dict[str, list[int | None]] = {"all": []}
-    for query in benchmark.queries:
-        rank = first_rank(rankings[query.id][0], set(query.targets))
-        groups["all"].append(rank)
-        groups.setdefault(str(query.extras.get(group, "")), []).append(rank)
-    groups.pop("", None)
-    metrics = {}
-    for name, ranks in groups.items():
-        prefix = "" if name == "all" else f"{name} "
-        for k in ks:
-            hits = sum(r is not None and r <= k for r in ranks)
-            metrics[f"{prefix}R@{k}"] = 100.0 * hits / len(ranks)
-    return metrics

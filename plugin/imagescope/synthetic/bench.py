@@ -42,6 +42,7 @@ from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder
 from imagescope.schemas import SearchResult, StageName
 from imagescope.settings import EmbeddedStoreSettings, ImageLimits, Settings
+from imagescope.stages import STAGE_SETS as STAGE_NAMES
 from imagescope.store.base import VectorStore
 from imagescope.store.embedded import EmbeddedStore
 from imagescope.store.memory import MemoryStore
@@ -51,7 +52,7 @@ from imagescope.synthetic.queries import KINDS, SyntheticQuery, make_queries
 log = logging.getLogger(__name__)
 
 #: Stage sets whose rankings are scored, in order.
-STAGE_SETS: tuple[str, ...] = ("1", "1+2", "1+2+3")
+STAGE_SETS: tuple[str, ...] = tuple(STAGE_NAMES.values())
 #: The plain CLIP baseline: the raw query text against image vectors, no reasoning.
 BASELINE = "clip"
 _STAGE_TIMINGS = {

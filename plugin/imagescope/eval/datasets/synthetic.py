@@ -10,14 +10,18 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from imagescope.eval.benchmark import Benchmark, BenchmarkQuery, GalleryImage, Rankings
+from imagescope.eval.benchmark import (
+    Benchmark,
+    BenchmarkQuery,
+    GalleryImage,
+    Rankings,
+    recall_by_group,
+)
 from imagescope.synthetic.catalog import make_catalog, write_catalog
 from imagescope.synthetic.queries import make_queries
 
 
 def _score(benchmark: Benchmark, rankings: Rankings) -> dict[str, float]:
-    from imagescope.eval.harness import recall_by_group
-
     return recall_by_group(benchmark, rankings)
 
 
