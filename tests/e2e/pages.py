@@ -72,8 +72,14 @@ def wait_thumbnails(page: Any, n: int = 6) -> None:
 
 
 _SHOW_FOCUS = """() => {
+    // What the user looks at: an error, a dialog or the reference inputs when
+    // they hold the focus; otherwise the status bar over the results.
     const active = document.activeElement;
-    if (active && active !== document.body) active.scrollIntoView({block: 'center'});
+    const near = active && active.closest('[role=alert], dialog, #reference-drop');
+    const results = document.querySelector('#results > li, #empty-state:not([hidden])');
+    const target = near ? active : results ? document.querySelector('#status-bar') : active;
+    if (!target || target === document.body) return;
+    target.scrollIntoView({block: near ? 'center' : 'start'});
 }"""
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -185,8 +186,15 @@ def test_catalog_routes_need_the_api_key_when_keys_are_set() -> None:
 def test_the_search_page_and_its_assets_are_served(client: TestClient) -> None:
     page = client.get("/")
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-    assert '<script src="app.js"' in page.text and 'href="style.css"' in page.text
-    script = client.get("/app.js")
-    assert script.status_code == 200 and "javascript" in script.headers["content-type"]
-    assert "v1/rerank-jobs" in script.text
+    assert '<script type="module" src="app.js"' in page.text and 'href="style.css"' in page.text
+    # app.js and every module it imports, transitively, are served as JavaScript.
+    todo, seen = ["app.js"], set()
+    while todo:
+        name = todo.pop()
+        seen.add(name)
+        script = client.get(f"/{name}")
+        assert script.status_code == 200 and "javascript" in script.headers["content-type"]
+        todo += [m for m in re.findall(r'from "\./([\w.]+\.js)"', script.text) if m not in seen]
+    assert {"app.js", "search.js", "api.js", "urlstate.js"} <= seen
+    assert "v1/rerank-jobs" in client.get("/search.js").text
     assert client.get("/style.css").headers["content-type"].startswith("text/css")
