@@ -217,3 +217,12 @@ def test_a_dropped_or_pasted_image_becomes_the_reference(
         "data-id", want.candidates[0].id
     )
     shots(page, "reference-pasted")
+
+
+def test_a_link_with_an_unknown_filter_says_it_was_left_out(
+    page: Any, live_server: LiveServer, served_catalog: ServedCatalog
+) -> None:
+    open_page(page, live_server, served_catalog, "?kind=text&q=red+circles&f.size=XL&stages=1")
+    expect()(page.get_by_role("alert")).to_contain_text("This catalog has no field size")
+    expect()(page.locator("#results > li")).to_have_count(PAGE)
+    assert card_ids(page) == stage1_ids(served_catalog, TextQuery(text="red circles"))

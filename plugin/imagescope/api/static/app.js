@@ -129,7 +129,6 @@ async function restoreFromUrl() {
   $("#stages-input").value = state.stages.join(",");
   const unknown = applyFilterParams(state.filters);
   updateFilterCount();
-  if (unknown.length) showError(`This catalog has no field ${unknown.join(", ")}; that filter was left out.`);
   if (state.kind === "composed" && !(await restoreReference(state.ref))) return;
   let query;
   try {
@@ -138,7 +137,10 @@ async function restoreFromUrl() {
     showError(err.message, { where: "form" });
     return;
   }
-  runQuery(query, state.stages);
+  await runQuery(query, state.stages);
+  if (unknown.length) {
+    showError(`This catalog has no field ${unknown.join(", ")}: the link's filter on it was left out.`);
+  }
 }
 
 async function restoreReference(ref) {
