@@ -46,10 +46,10 @@ from imagescope.jobs.base import JobBackend  # noqa: E402
 from imagescope.jobs.batching import BatchingVerifier  # noqa: E402
 from imagescope.jobs.cache import RedisAnswerCache  # noqa: E402
 from imagescope.jobs.celery_backend import CeleryJobBackend  # noqa: E402
-from imagescope.jobs.fakes import HashVerifier  # noqa: E402
 from imagescope.jobs.inprocess import InProcessJobBackend  # noqa: E402
 from imagescope.jobs.redis_store import connect  # noqa: E402
 from imagescope.models.base import VerifyItem  # noqa: E402
+from imagescope.models.fakes import HashVerifier  # noqa: E402
 from imagescope.pipeline.context import Components  # noqa: E402
 from imagescope.schemas import Answer, JobState, RerankRequest, TextQuery  # noqa: E402
 from tests.fixtures.redis import (  # noqa: E402

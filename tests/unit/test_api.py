@@ -15,8 +15,8 @@ from pydantic import SecretStr
 from imagescope.api import create_app
 from imagescope.engine import Engine
 from imagescope.errors import StoreUnavailableError
-from imagescope.jobs.fakes import HashVerifier
 from imagescope.jobs.inprocess import InProcessJobBackend
+from imagescope.models.fakes import HashVerifier
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.rerank import rerank
 from imagescope.schemas import RerankRequest, SearchResult, TextQuery

@@ -13,13 +13,18 @@ from PIL import Image
 from imagescope.errors import InputError, ModelBackendError, ModelOutputError, UnknownIdError
 from imagescope.jobs.base import JobConflictError, JobRecord, new_job_id
 from imagescope.jobs.batching import BatchingVerifier
-from imagescope.jobs.fakes import HashEvaluator, HashVerifier, KeywordReasoner
 from imagescope.jobs.inprocess import InProcessJobBackend
 from imagescope.jobs.memory import MemoryJobStore
 from imagescope.jobs.reconciler import Reconciler
 from imagescope.jobs.runner import Outcome, execute_job, is_transient
 from imagescope.models.base import Verifier, VerifyItem
-from imagescope.models.fakes import TEXT_KEY, FakeEmbedder
+from imagescope.models.fakes import (
+    TEXT_KEY,
+    FakeEmbedder,
+    HashEvaluator,
+    HashVerifier,
+    KeywordReasoner,
+)
 from imagescope.pipeline.context import Components, MemoryImageSource
 from imagescope.pipeline.rerank import rerank
 from imagescope.pipeline.stage1 import run_stage1
