@@ -61,7 +61,6 @@ from imagescope.store.base import (
     Hit,
     VectorField,
     VectorStore,
-    check_query_vectors,
     validate_filters,
 )
 from imagescope.store.embedded_index import (
@@ -78,7 +77,7 @@ from imagescope.store.embedded_sql import (
     batched,
     prepare_captions,
     prepare_records,
-    unit_rows,
+    query_units,
 )
 from imagescope.store.embedded_sync import CatalogIndexes
 from imagescope.store.embedded_table import VECTOR_FIELDS, RecordTable
@@ -260,7 +259,7 @@ class EmbeddedStore(VectorStore):
             if self.dim is None:
                 validate_filters(filters, set())
                 return [[] for _ in np.atleast_2d(np.asarray(vectors))]
-            units = unit_rows(check_query_vectors(vectors, self.dim))
+            units = query_units(vectors, self.dim)
             if filters:
                 validate_filters(filters, self._table.fields())
             allowed = self._table.selection(field, filters)

@@ -195,11 +195,18 @@ class HnswIndex:
             )
         elif (params := self._params.get(ef)) is None:
             params = self._params[ef] = _faiss.SearchParametersHNSW(efSearch=ef)
-        with faiss_threads(threads):
+        before = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(threads or before)  # as ``faiss_threads``, inlined
+        try:
             scores, positions = self._graph.search(
                 np.ascontiguousarray(queries, dtype=np.float32), k, params=params
             )
-        return scores, self.slots_at(positions)
+        finally:
+            faiss.omp_set_num_threads(before)
+        slots = self._slots_at[positions]
+        if positions[:, -1].min() < 0:  # rows are filled from the front
+            slots[positions < 0] = -1
+        return scores, slots
 
     def scores(self, queries: NDArray[np.float32], slots: NDArray[np.int64]) -> NDArray[np.float32]:
         """Inner products of the queries with the vectors of ``slots`` (all in the index).
@@ -305,6 +312,11 @@ def search_approximate(
     widen = min(8.0, math.sqrt(index.ntotal / len(allowed)))
     ef = math.ceil(max(ef_search, k) * widen)
     scores, slots = index.search(queries, k, allowed=allowed, ef_search=ef, threads=threads)
+    if slots[:, -1].min() >= 0:  # faiss fills rows from the front: every row is full
+        return [
+            _ranked(ids_of(row_slots), row_scores)
+            for row_scores, row_slots in zip(scores, slots, strict=True)
+        ]
     found = slots != -1
     short = np.flatnonzero(np.count_nonzero(found, axis=1) < k)
     redone: dict[int, list[Hit]] = {}

@@ -98,6 +98,26 @@ def unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
     return units
 
 
+def query_units(vectors: Any, dim: int) -> NDArray[np.float32]:
+    """Query vectors checked (shape, finite, non-zero) and scaled to unit length in
+    one pass: ``unit_rows(check_query_vectors(vectors, dim))`` with fewer array ops."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim == 1:
+        arr = arr[None, :]
+    if arr.ndim != 2 or arr.shape[1] != dim:
+        raise InvalidVectorError(f"expected query vectors of shape (n, {dim}), got {arr.shape}")
+    wide = arr.astype(np.float64)
+    norms = np.sqrt(np.einsum("ij,ij->i", wide, wide))
+    if not np.isfinite(norms).all():  # a NaN or inf anywhere makes the norm NaN or inf
+        raise InvalidVectorError("query vector contains NaN or inf values")
+    if not norms.all():
+        raise InvalidVectorError(
+            "query vector has zero length; cosine similarity needs a non-zero one"
+        )
+    units: NDArray[np.float32] = (wide / norms[:, None]).astype(np.float32)
+    return units
+
+
 @dataclass(frozen=True)
 class PreparedRecord:
     """A catalog record checked and encoded for writing."""
