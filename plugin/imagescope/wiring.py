@@ -83,10 +83,10 @@ def with_embedder_model(settings: Settings, model: str) -> Settings:
 
 
 def load_embedder(settings: Settings) -> Embedder:
-    """The configured embedder (bundled models train into ``data_dir`` if missing)."""
+    """The configured embedder (``models.embedder``)."""
     from imagescope.models.factory import build_embedder
 
-    return build_embedder(settings.models.embedder, cache_dir=settings.data_dir / "synthetic")
+    return build_embedder(settings.models.embedder)
 
 
 def scoped(settings: Settings, *, folder: str, name: str) -> Settings:

@@ -83,11 +83,32 @@ def _fake_embedder(_settings: EmbedderSettings) -> Embedder:
     return FakeEmbedder()
 
 
-def _bundled_synthetic(settings: EmbedderSettings, cache_dir: Path | None) -> Embedder:
-    from imagescope.synthetic.train import load_synth_embedder, synth_checkpoint
+_PACKAGE = Path(__file__).resolve().parent.parent
+#: Bundled models: name -> (open_clip architecture, weights shipped as package data).
+#: ``synthetic``: trained by ``imagescope.synthetic.train`` on drawn catalogs.
+BUNDLED: dict[str, tuple[str, Path]] = {
+    "synthetic": (
+        "ImageScope-Synth",
+        _PACKAGE / "synthetic" / "weights" / "ImageScope-Synth.safetensors",
+    ),
+}
 
-    return load_synth_embedder(
-        synth_checkpoint(cache_dir), device=settings.device, batch_size=settings.batch_size
+
+def _bundled(name: str, settings: EmbedderSettings) -> Embedder:
+    architecture, weights = BUNDLED[name]
+    if not weights.is_file():
+        raise ConfigError(
+            f"the bundled model {BUNDLED_PREFIX}{name} has no weights at {weights}; "
+            "reinstall the package, or train them with imagescope.synthetic.train.train_tiny_clip"
+        )
+    from imagescope.models.open_clip_embedder import OpenClipEmbedder
+
+    return OpenClipEmbedder(
+        architecture,
+        str(weights),
+        device=settings.device,
+        batch_size=settings.batch_size,
+        config_dir=_PACKAGE / "models" / "configs",
     )
 
 
@@ -96,13 +117,10 @@ EMBEDDERS: dict[str, EmbedderBuilder] = {
     "sentence_transformers": _sentence_transformers,
     "fake": _fake_embedder,
 }
-BUNDLED: dict[str, Callable[[EmbedderSettings, Path | None], Embedder]] = {
-    "synthetic": _bundled_synthetic,
-}
 
 
-def build_embedder(settings: EmbedderSettings, *, cache_dir: Path | None = None) -> Embedder:
-    """The configured embedder; ``cache_dir`` is where a missing bundled model is trained.
+def build_embedder(settings: EmbedderSettings) -> Embedder:
+    """The configured embedder (``model=bundled:<name>``: a model shipped with the package).
 
     A model that cannot be loaded is a ``ConfigError`` naming the bundled switch.
     """
@@ -113,7 +131,7 @@ def build_embedder(settings: EmbedderSettings, *, cache_dir: Path | None = None)
                 f"unknown bundled model {settings.model!r}; known: "
                 + ", ".join(BUNDLED_PREFIX + n for n in sorted(BUNDLED))
             )
-        return BUNDLED[name](settings, cache_dir)
+        return _bundled(name, settings)
     builder = _lookup(EMBEDDERS, "embedder", settings.kind)
     try:
         return builder(settings)
