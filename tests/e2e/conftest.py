@@ -37,7 +37,7 @@ CHROMIUM_ARGS = [
 ]
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "e2e"
 #: The verifier's pause per call on the main server, so stage 1 is seen before the rerank.
-VERIFY_DELAY_S = 0.8
+VERIFY_DELAY_S = 2.0
 
 
 @dataclass
