@@ -75,6 +75,8 @@ def test_results_export_as_json_with_the_trace(
     }
     assert set(saved["trace"]["timings"]) >= {"retrieve", "verify", "evaluate"}
     assert "kind=text" in saved["url"]
+    page.get_by_role("button", name="Download results (JSON)").focus()
+    shots(page, "export-json")
 
 
 def test_the_status_bar_stays_in_view_with_times_and_progress(

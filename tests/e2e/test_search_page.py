@@ -246,6 +246,7 @@ def test_picking_a_reference_from_the_catalog(
     # One Escape closes the picker although its search box has text.
     page.keyboard.press("Escape")
     expect()(dialog).to_be_hidden()
+    screenshot(page, "picker-closed-by-one-escape")
     page.get_by_role("button", name="Choose from catalog…").click()
     expect()(dialog).to_be_visible()
     first = dialog.locator("#catalog-grid button").first
