@@ -10,6 +10,7 @@
 import { api, refreshImageToken } from "./api.js";
 import { makeCard, stems, updateCard } from "./cards.js";
 import { $, duration } from "./dom.js";
+import { downloadResults } from "./export.js";
 import { openWhy, renderTrace } from "./trace.js";
 
 const PAGE = 24;
@@ -47,7 +48,7 @@ export function initSearch(options) {
   hooks = options;
   $("#cancel-job").addEventListener("click", cancelJob);
   $("#load-more").addEventListener("click", showMore);
-  $("#export-results").addEventListener("click", exportResults);
+  $("#export-results").addEventListener("click", () => downloadResults(view));
   const observer = new IntersectionObserver((entries) => {
     if (entries.some((e) => e.isIntersecting) && view.shown && !view.loadingMore) showMore();
   });
@@ -265,6 +266,12 @@ const sleep = (ms, signal) =>
 /** Candidates verified so far, from the job's progress (stage boundaries: 0.2, 0.7, 1). */
 const verifiedSoFar = (progress) => (progress >= 0.7 ? view.verifyCount : 0);
 
+/** The rerank's current step in words, from the same progress marks. */
+function phaseText(progress) {
+  if (progress < 0.7) return `Verifying the top ${view.verifyCount}…`;
+  return view.stages.includes(3) ? "Verified; the evaluator is judging the best…" : "Verified; ranking…";
+}
+
 async function pollOnce(jobId, signal) {
   for (let misses = 0; ; misses += 1) {
     try {
@@ -286,6 +293,7 @@ async function watchJob(jobId, generation, signal) {
       const job = await pollOnce(jobId, signal);
       if (generation !== view.generation) return;
       showProgress(true, verifiedSoFar(job.progress ?? 0));
+      if (job.state === "running") setStatus({ rerank: phaseText(job.progress ?? 0) });
       if (["succeeded", "failed", "cancelled"].includes(job.state)) {
         finishJob(job);
         return;
@@ -375,24 +383,4 @@ export async function showMore() {
     view.loadingMore = false;
     $("#load-more").disabled = false;
   }
-}
-
-function exportResults() {
-  const body = {
-    exported_at: new Date().toISOString(),
-    url: window.location.href,
-    query: view.query,
-    stages: view.resultStages,
-    job: view.job ? { id: view.job.id, state: view.jobState || view.job.state } : null,
-    candidates: view.candidates,
-    trace: view.trace,
-  };
-  const blob = new Blob([JSON.stringify(body, null, 2)], { type: "application/json" });
-  const link = document.createElement("a");
-  link.href = URL.createObjectURL(blob);
-  link.download = `imagescope-results-${new Date().toISOString().slice(0, 19).replace(/:/g, "")}.json`;
-  document.body.append(link);
-  link.click();
-  link.remove();
-  setTimeout(() => URL.revokeObjectURL(link.href), 10_000);
 }
