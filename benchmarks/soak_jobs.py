@@ -218,6 +218,7 @@ class Soak:
     submit_budget_s: float = 60.0
     workers: int = 2
     faults: Counter[str] = field(default_factory=Counter)
+    fault_log: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.proxy = DelayProxy(self.cluster.redis.port)
@@ -290,6 +291,7 @@ class Soak:
 
     def inject(self, fault: str) -> None:
         self.faults[fault] += 1
+        self.fault_log.append(fault)
         if fault == "worker_kill":
             alive = self.alive_workers()
             if alive:
@@ -371,11 +373,16 @@ class Soak:
             "failure_reasons": dict(
                 Counter((r.error or "")[:80] for r in found.values() if r.state.value == "failed")
             ),  # fmt: skip
-            "webhook_missing": sorted(r.public_id for r in finished if not deliveries[r.public_id]),
+            "webhook_missing": {
+                r.public_id: {"attempts": r.attempts, "outcome": r.webhook or "(not sent)"}
+                for r in finished
+                if not deliveries[r.public_id]
+            },
             "webhook_bad_signatures": self.hooks.bad_signatures,
             "not_accepted": sorted(self.ledger.not_accepted),
             "refused_statuses": dict(self.ledger.refused),
             "faults": dict(self.faults),
+            "fault_per_round": list(self.fault_log),
         }
 
 
