@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from opensearchpy import OpenSearch, helpers
 from opensearchpy.exceptions import ConnectionError as OSConnectionError
-from opensearchpy.exceptions import TransportError
+from opensearchpy.exceptions import ConnectionTimeout, TransportError
 from tenacity import (
     RetryCallState,
     Retrying,
@@ -47,6 +47,8 @@ T = TypeVar("T")
 #: HTTP statuses worth retrying: too many requests, bad gateway, unavailable, gateway timeout.
 TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
+#: Connections kept per node (threads searching at once reuse them).
+POOL_SIZE = 16
 
 
 def build_client(settings: OpenSearchSettings) -> OpenSearch:
@@ -64,6 +66,7 @@ def build_client(settings: OpenSearchSettings) -> OpenSearch:
         # A connection error moves on to the next host within the same call.
         max_retries=len(settings.hosts) - 1,
         retry_on_timeout=False,
+        pool_maxsize=POOL_SIZE,
         sniff_on_start=settings.sniff,
         sniff_on_connection_fail=settings.sniff,
         sniffer_timeout=60 if settings.sniff else None,
@@ -150,7 +153,10 @@ class Requester:
         if state.attempt_number > self.settings.max_retries:
             return True
         error = state.outcome.exception() if state.outcome else None
-        unreachable = isinstance(error, OSConnectionError)
+        # No node accepted the connection at all (a timeout means one did, and is slow).
+        unreachable = isinstance(error, OSConnectionError) and not isinstance(
+            error, ConnectionTimeout
+        )
         budget = self.settings.connect_budget_s if unreachable else self.settings.budget_s
         return (state.seconds_since_start or 0.0) >= budget
 
