@@ -12,14 +12,31 @@ an attribute replaces the old value of its class (colour, pattern, size...),
 a count re-inflects the noun, a replacement keeps the old noun's modifiers
 and number, a position or place phrase replaces the old one. An element the
 description does not mention is appended ("with long sleeves", "on a navy
-background"). Deterministic, no model.
+background"). Deterministic, no model. The word-level pieces (tokens,
+phrase boundaries, modifier order) are in :mod:`~imagescope.models.phrase_words`.
 """
 
 from __future__ import annotations
 
 import re
 
-from imagescope.models.lexicon import can_be_noun, is_function_word, is_verb_only
+from imagescope.models.phrase_words import (
+    ING_NOUNS,
+    NOUN_ORDER,
+    PREPOSITIONS,
+    UNKNOWN_ORDER,
+    inflect,
+    insert_at,
+    is_stop,
+    modifier_order,
+    more_of,
+    position_of,
+    render,
+    shade_of,
+    stops_at,
+    tokenize,
+    with_article,
+)
 from imagescope.models.word_classes import (
     COLOUR,
     COLOUR_SHADES,
@@ -28,14 +45,13 @@ from imagescope.models.word_classes import (
     PATTERN_NOUNS,
     PLACEHOLDER_NOUNS,
     POSITION_PHRASE,
-    POSITIONS,
     PRONOUNS,
-    WordClass,
     article_for,
     class_of,
     class_of_phrase,
     count_of,
     count_word,
+    is_attribute_word,
     is_plural,
     pluralize,
     position_phrase,
@@ -43,74 +59,17 @@ from imagescope.models.word_classes import (
     singularize,
 )
 
-PREPOSITIONS = frozenset(
-    "on in at under over above below behind beside near next inside outside into onto around "
-    "against between by with without from along across through toward towards underneath "
-    "beneath of for to off up down out during".split()
-)
-_STOPS = PREPOSITIONS | frozenset(
-    "and or but nor is are was were be been being has have had who which that where while "
-    "when there as than so then".split()
-)
-#: Nouns that end in -ing (not verbs).
-ING_NOUNS = frozenset(
-    "building painting ceiling clothing wedding evening morning string spring earring stocking "
-    "railing awning lighting sibling pudding ring king wing swing sing thing sling icing "
-    "ceiling".split()
-)
-_TOKEN = re.compile(r"[a-z0-9]+(?:['-][a-z0-9]+)*|[^\sa-z0-9]")
+__all__ = [
+    "ING_NOUNS",
+    "PREPOSITIONS",
+    "Description",
+    "is_stop",
+    "position_of",
+    "render",
+    "tokenize",
+]
+
 _LEADING = re.compile(r"^(?:(?:there\s+(?:is|are)|(?:a|an|the)\s+(?:photo|picture|image)\s+of)\s+)")
-#: "plain"/"solid" go before a colour ("a plain white shirt"), other patterns after it.
-_BEFORE_COLOUR = frozenset({"plain", "solid"})
-_UNKNOWN_ORDER = 10
-
-
-def tokenize(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
-
-
-def render(tokens: list[str]) -> str:
-    """Tokens back to text, "a"/"an" agreeing with the next word."""
-    fixed = [
-        article_for(tokens[i + 1]) if t in {"a", "an"} and i + 1 < len(tokens) else t
-        for i, t in enumerate(tokens)
-    ]
-    return re.sub(r"\s+([,.;:!?])", r"\1", " ".join(fixed)).strip(" ,;")
-
-
-def is_stop(token: str) -> bool:
-    """Whether a token ends a noun phrase (prepositions, verbs, punctuation, -ing verbs)."""
-    if token in _STOPS or not token[0].isalnum():
-        return True
-    if token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS:
-        return True
-    return is_verb_only(token) and class_of(token) is None and not token.endswith("ed")
-
-
-def stops_at(tokens: list[str], index: int) -> bool:
-    """``is_stop`` in context: a participle ends a noun phrase unless a noun follows
-    ("a car parked on a street", but "a folded shirt")."""
-    token = tokens[index]
-    following = tokens[index + 1] if index + 1 < len(tokens) else ","
-    if token.endswith("ing") and len(token) > 4 and token not in ING_NOUNS:
-        # "a living room", "a swimming pool"; but "a man riding a bike"
-        content = not is_stop(following) and following not in DETERMINERS
-        noun = can_be_noun(following) and not is_function_word(following)
-        return not (content and noun and count_of(following) is None)
-    if is_stop(token):
-        return True
-    if token.endswith("ed") and is_verb_only(token) and class_of(token) is None:
-        return index + 1 >= len(tokens) or is_stop(tokens[index + 1])
-    return False
-
-
-def _order(word: str) -> int:
-    if word in _BEFORE_COLOUR:
-        return COLOUR.order - 1
-    word_class = class_of(word)
-    if word_class is not None:
-        return word_class.order
-    return 0 if count_of(word) is not None else _UNKNOWN_ORDER
 
 
 class Description:
@@ -205,16 +164,22 @@ class Description:
             return
         word_class = class_of_phrase(value)
         start, end = self.span(head)
+        if all(w in COLOUR_SHADES for w in value_words):  # "darker": a dark shade of its colour
+            kept = [t for t in self.tokens[start:head] if t not in COLOUR_SHADES]
+            colours = [i for i, t in enumerate(kept) if class_of(t) is COLOUR]
+            at = colours[0] if colours else insert_at(kept, COLOUR.order)
+            self.tokens[start:head] = kept[:at] + value_words + kept[at:]
+            return
         if word_class is PATTERN:
             del self.tokens[head + 1 : end]
         kept = [
             t
             for t in self.tokens[start:head]
-            if word_class is None or not (class_of(t) is word_class or _shade_of(t, word_class))
+            if word_class is None or not (class_of(t) is word_class or shade_of(t, word_class))
         ]
         if set(value_words) <= set(kept):
             kept = [t for t in kept if t not in value_words]
-        at = _insert_at(kept, _order(value_words[-1]))
+        at = insert_at(kept, modifier_order(value_words[-1]))
         kept[at:at] = value_words
         self.tokens[start:head] = kept
 
@@ -235,7 +200,7 @@ class Description:
         if head is None:
             words = [w for w in tokenize(element or "") if w not in DETERMINERS]
             if words:
-                self.tokens += ["with", count_word(count), *_inflect(words, count > 1)]
+                self.tokens += ["with", count_word(count), *inflect(words, count > 1)]
             return
         start, _ = self.span(head)
         self.tokens[head] = (
@@ -274,12 +239,26 @@ class Description:
             return
         if len(words) > 3 or any(is_stop(w) for w in words):  # a phrase: it takes the place
             start, end = self.span(head)
-            self.tokens[start:end] = _with_article(tokenize(new))
+            self.tokens[start:end] = with_article(tokenize(new))
             return
         number = count_of(words[0]) if len(words) > 1 else None
         plural = is_plural(self.tokens[head]) if number is None else number > 1
+        if not same_noun(self.tokens[head], words[-1]):  # "a birthday cake" -> "a bus"
+            start, _ = self.span(head)
+            kept = [
+                t
+                for t in self.tokens[start:head]
+                if t in DETERMINERS
+                or modifier_order(t) not in (UNKNOWN_ORDER, NOUN_ORDER)
+                or is_attribute_word(t)
+            ]
+            self.tokens[start:head], head = kept, start + len(kept)
         self.tokens[head] = pluralize(words[-1]) if plural else singularize(words[-1])
         for modifier in words[int(number is not None) : -1]:
+            if class_of(modifier) is None and not is_attribute_word(modifier):  # "pickup truck"
+                self.tokens[head:head] = [modifier]
+                head += 1
+                continue
             self.set_attribute(self.tokens[head], modifier)
             found = self.find(words[-1])
             head = head if found is None else found
@@ -324,16 +303,17 @@ class Description:
         noun sets the pattern, a thing not yet mentioned is appended (followed by
         ``where`` it goes: "with a cat on the sofa")."""
         words = tokenize(phrase)
-        words = words[1:] if words[:1] and words[0] in {"the", "some", "any"} else words
+        while words[:1] and words[0] in {"the", "some", "any", "with"}:
+            words = words[1:]
         if not words:
             return
-        more = _more(words)
+        more = more_of(words)
         if more:
             delta, rest = more
             if self.find(rest[-1]) is not None and self.shift_count(rest[-1], delta):
                 return
             words = [article_for(rest[0]), *rest] if delta == 1 else [count_word(delta), *rest]
-        if words[-1] in PATTERN_NOUNS and len(words) <= 3:
+        if words[-1] in PATTERN_NOUNS and len(words) <= 3 and "of" not in words:
             self.set_attribute(None, PATTERN_NOUNS[words[-1]])
             return
         if not words[-1][0].isalnum():
@@ -343,7 +323,7 @@ class Description:
                 if class_of(word) is not None:
                     self.set_attribute(words[-1], word)
             return
-        self.tokens += [",", "with", *_with_article(words), *tokenize(where)]
+        self.tokens += [",", "with", *with_article(words), *tokenize(where)]
 
     def place(self, element: str | None, phrase: str) -> None:
         """Put ``element`` (None: the subject) at a position ("on the left") or
@@ -371,46 +351,3 @@ class Description:
             return False
         self.tokens[start - 1 : end] = new
         return True
-
-
-def position_of(phrase: str) -> str | None:
-    """ "left" for "on the left", "to the left side", "left"; None when no position."""
-    if (match := POSITION_PHRASE.search(phrase)) is not None:
-        return match["where"]
-    return phrase if phrase in POSITIONS else None
-
-
-def _shade_of(token: str, word_class: WordClass | None) -> bool:
-    return word_class is COLOUR and token in COLOUR_SHADES
-
-
-def _insert_at(modifiers: list[str], order: int) -> int:
-    """Where a modifier of ``order`` goes among ``modifiers`` (after determiners/counts)."""
-    for index, word in enumerate(modifiers):
-        if word not in DETERMINERS and count_of(word) is None and _order(word) > order:
-            return index
-    return len(modifiers)
-
-
-def _inflect(words: list[str], plural: bool) -> list[str]:
-    head = pluralize(words[-1]) if plural else singularize(words[-1])
-    return [*words[:-1], head]
-
-
-def _more(words: list[str]) -> tuple[int, list[str]] | None:
-    """ "another X" / "one more X" / "two more X" / "an extra X" -> (how many, X)."""
-    if words[0] in {"another", "extra"} and len(words) > 1:
-        return 1, words[1:]
-    if len(words) > 2 and words[1] in {"more", "extra", "additional"}:
-        number = count_of(words[0])
-        if number is not None:
-            return number, words[2:]
-    return None
-
-
-def _with_article(words: list[str]) -> list[str]:
-    if not words:
-        return words
-    if count_of(words[0]) is not None or words[0] in DETERMINERS or is_plural(words[-1]):
-        return words
-    return [article_for(words[0]), *words]

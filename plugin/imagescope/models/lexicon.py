@@ -16,7 +16,7 @@ import lemminflect
 #: Verbs that only ever instruct ("make it red"): never part of a description.
 INSTRUCTION_VERBS = frozenset(
     "make change replace swap substitute remove delete erase add show turn convert switch "
-    "put place move keep retain include insert exclude focus zoom".split()
+    "put place move keep retain include insert exclude focus zoom take".split()
 )
 #: Words that tie a replacement together and never belong in a description.
 REPLACEMENT_WORDS = frozenset({"instead", "rather"})

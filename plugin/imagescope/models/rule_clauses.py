@@ -38,10 +38,11 @@ _FRAME = re.compile(
     r"|features?|includes?|including|looks?|appears?|depicts?)(?:\s+(?:to\s+be|like))?)\s+"
 )
 _SPLIT = re.compile(r"\s*([,;.!?]|\band\b|\bbut\b|\bwhile\b|\bwhereas\b|\bplus\b)\s*")
+_NEGATION = re.compile(r"^(?:remove|delete|erase|without|no)\b")
 _BEFORE_WITH = re.compile(r"\s+(?=\b(?:with|without)\b)")
 
 _ATTR = "|".join(sorted(ATTRIBUTES))
-_ATTRS = rf"((?:(?:{_ATTR})\s+)*(?:{_ATTR}))"
+_ATTRS = rf"((?:(?:{_ATTR})\s+(?:and\s+)?)*(?:{_ATTR}))"
 _NUMBER = "|".join([*NUMBERS, r"\d+", "single", "a single"])
 _COMPARATIVE = "|".join(COMPARATIVES)
 _KEEP = "keep|keeping|retain|preserve|maintain"
@@ -52,6 +53,9 @@ _SHORT = r"(?:a |an |the )?\S+(?: \S+)?"  # a subject of at most two words
 _BE = "is|are|should be|must be|becomes?"
 _IT = r"(?:it|them|this|these|him|her|they)"
 _AUX = "has|have|is|are"
+#: A viewpoint said alone ("closer shot", "zoomed in"): kept as it is said.
+_CLOSE = r"close[- ]?up(?:\s+shot)?|closer(?:\s+(?:shot|view|up))?|zoom(?:ed)?\s+in(?:\s+closer)?"
+_MODAL = "should|must|will|would|could|can|might"
 _IN_COL = r"in\s+colou?r"
 _INSTEAD = r"instead of|rather than|in place of|instead|rather"
 #: Verbs that only frame the old value ("rather showing dough", "instead sitting on").
@@ -66,7 +70,8 @@ _RULES: list[tuple[EditKind, int, int, re.Pattern[str]]] = [
     (kind, element, detail, re.compile(pattern))
     for kind, element, detail, pattern in [
         (_ADD, 0, 1, rf"^{FACT}\s+(.+)$"),
-        (_MODIFY, 2, 1, rf"^(?:(?:keep|leave)\s+)?only\s+({_NUMBER})\s+(.+)$"),
+        (_ADD, 0, 1, rf"^(?:an?\s+)?({_CLOSE})$"),
+        (_MODIFY, 2, 1, rf"^(?:(?:keep|leave)\s+)?only\s+({_NUMBER})\s+(?:of\s+(?:the\s+)?)?(.+)$"),
         (_MODIFY, 0, 1, rf"^(?:(?:keep|leave)\s+)?only\s+({_NUMBER})$"),
         (_MODIFY, 2, 1, rf"^({_NUMBER})\s+of\s+({_IT}|the\s+\w+|those)$"),
         (_RETAIN, 0, 0, r"^(?:the\s+)?same(?:\s+(?:one|ones|thing|again|as before))?$"),
@@ -79,6 +84,7 @@ _RULES: list[tuple[EditKind, int, int, re.Pattern[str]]] = [
         (_REMOVE, 1, 0, r"^(?:without|no more|no|there (?:is|are) no)\s+(.+)$"),
         (_REMOVE, 1, 0, r"^(?:not|does not have|doesn't have)\s+(?:wearing\s+|having\s+)?(.+)$"),
         (_REMOVE, 1, 0, r"^(.+?)\s+(?:is\s+|are\s+)?(?:removed|gone|missing)$"),
+        (_REMOVE, 1, 0, r"^(.+?)\s+(?:is|are)\s+no\s+longer\b.*$"),
         (_MODIFY, 1, 3, rf"^(.+?)\s+(?:{_AUX}\s+)?changed?\s+from\s+(.+?)\s+to\s+(.+)$"),
         (_MODIFY, 1, 2, rf"^(.+?)\s+(?:{_AUX}\s+)?(?:changed|turned)\s+(?:in)?to\s+(.+)$"),
         (_ADD, 1, 0, r"^(.+?)\s+(?:is|are)\s+(?:added|included|present|visible|shown|there)$"),
@@ -97,7 +103,8 @@ _RULES: list[tuple[EditKind, int, int, re.Pattern[str]]] = [
         (_MODIFY, 1, 2, rf"^(?:make|making|paint|colou?r|dye)\s+(.+?)\s+{_ATTRS}$"),
         (_MODIFY, 0, 1, rf"^(?:in|colou?red)\s+{_ATTRS}(?:\s+colou?r)?$"),
         (_MODIFY, 0, 1, rf"^{_ATTRS}\s+(?:in\s+)?colou?r(?:ed)?$"),
-        (_ADD, 1, 0, r"^there (?:is|are)\s+(.+)$"),
+        (_ADD, 1, 0, rf"^there\s+(?:(?:{_MODAL})\s+be|is|are)\s+(.+)$"),
+        (_MODIFY, 0, 1, rf"^(?:make|turn)\s+{_IT}\s+(?:into\s+)?(an?\s+.+)$"),
         (_ADD, 0, 1, rf"^(?:make|let|have|get)\s+{_IT}\s+(.+)$"),
         (_MODIFY, 0, 1, rf"^(?!.*\b(?:a|an|the)\s.*\b(?:a|an|the)\s)((?:{_PLACE}|from)\s+.+)$"),
         (_MODIFY, 1, 2, rf"^(?!.*\b(?:who|which|that)\b)({_SHORT}) (?:{_BE}) (.+)$"),
@@ -108,7 +115,7 @@ _RULES: list[tuple[EditKind, int, int, re.Pattern[str]]] = [
 
 def _unframe(clause: str) -> str:
     """Drop framing words ("the target photo shows", "has", "is") and quotes."""
-    clause = clause.strip(" '\"")
+    clause = re.sub(r"^(?:is\s+)?more\s+of\s+an?\s+", "", clause.strip(" '\""))
     while (match := _FRAME.match(clause + " ")) is not None and match.end() <= len(clause) + 1:
         clause = clause[match.end() :].strip()
     return clause
@@ -128,12 +135,17 @@ def clauses(instruction: str) -> list[str]:
     for index in range(0, len(parts), 2):
         part = parts[index].strip()
         joined = index >= 2 and parts[index - 1] == "and" and merged
-        if joined and _is_colour(merged[-1].split(" with ")[-1]) and _is_colour(part):
+        last = merged[-1].split()[-1:] if merged else []
+        if joined and _is_colour(" ".join(last)) and _is_colour(part.split(" in ")[0]):
             merged[-1] = f"{merged[-1]} and {part}"
         else:
             merged.append(part)
     found: list[str] = []
-    for part in merged:
+    for index, part in enumerate(merged):
+        carried = _NEGATION.match(merged[index - 1]) if index else None
+        noun = re.match(r"^(?:the\s+|a\s+|an\s+)?(\w+)$", part)
+        if carried and noun and noun[1] not in ATTRIBUTES:
+            part = f"{carried[0]} {part}"  # "remove the sheep and (remove) the costume"
         replaces = re.match(r"^(?:replace|swap|substitute)\b", part)
         pieces = [part] if replaces else _BEFORE_WITH.split(part)
         found.extend(_unframe(p) for p in pieces)

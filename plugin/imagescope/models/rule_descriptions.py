@@ -53,7 +53,9 @@ _NEGATED = re.compile(
 _DANGLING = frozenset(
     "with without a an the and or of on in to at by from is are into onto for as".split()
 )
-_NEGATED_TAIL = re.compile(r"\s+(?:without|with no)\s+[^,;]+")
+_NEGATED_TAIL = re.compile(
+    r"\s+(?:without|with no)\s+[^,;]+?(?=\s+(?:on|in|at|near|under|behind|beside|by|with)\s|[,;]|$)"
+)
 
 
 def is_attribute(detail: str) -> bool:
@@ -74,11 +76,63 @@ def is_place(detail: str) -> bool:
 def gerund(clause: str) -> str:
     """ "sit on the grass" -> "sitting on the grass" (a leading verb reads as a state)."""
     words = clause.split()
-    if words and is_verb_only(words[0]) and not words[0].endswith(("ing", "ed")):
-        forms = lemminflect.getInflection(lemminflect.getLemma(words[0], "VERB")[0], "VBG")
+    base = lemminflect.getLemma(words[0], "VERB")[0] if words else ""
+    if words and is_verb_only(words[0]) and words[0] == base:
+        forms = lemminflect.getInflection(base, "VBG")
         if forms:
             words[0] = str(forms[0])
     return " ".join(words)
+
+
+def _remove(scene: Description, element: str) -> None:
+    """Remove ``element`` with what only it was doing ("two people walking on a beach"
+    -> "a beach"), keeping a list's connector ("with cars and trees" -> "with trees")."""
+    head = scene.find(element)
+    if head is None or not element.split():
+        scene.remove(element)
+        return
+    start, end = scene.span(head)
+    before = scene.tokens[start - 1] if start else ""
+    after = scene.tokens[end] if end < len(scene.tokens) else ""
+    if before in {"with", "wearing", "holding", "carrying"} and after == "and":
+        del scene.tokens[start : end + 1]
+        return
+    scene.remove(element)
+    while start < len(scene.tokens) and _doing(scene.tokens[start]):
+        del scene.tokens[start]
+
+
+def _doing(token: str) -> bool:
+    return (token.endswith("ing") and len(token) > 4) or is_verb_only(token)
+
+
+#: Words a description does not start with (after its subject was removed).
+_LEADING = PREPOSITIONS | {"and", "or"}
+_QUANTITIES = frozenset("many few several some".split())
+#: Words that keep the next preposition in their phrase ("next to", "seen from").
+_PHRASAL = frozenset("next close away out up down together front".split())
+#: Times of day: "at night" is not where a thing is.
+_TIMES = frozenset("night sunset sunrise dawn dusk noon day daytime evening morning".split())
+
+
+def _replace_setting(scene: Description, phrase: str) -> bool:
+    """ "on a beach" takes the place of the scene's "on grass" (same preposition,
+    after the subject); False when there is none."""
+    new = tokenize(phrase)
+    subject = scene.subject()
+    if len(new) < 2 or new[0] not in {"on", "in", "at"} or new[-1] in _TIMES or subject is None:
+        return False
+    _, end = scene.span(subject)
+    for index in range(end, len(scene.tokens)):
+        if scene.tokens[index] == new[0] and scene.tokens[-1] not in _TIMES:
+            stop = index + 1
+            while stop < len(scene.tokens) and scene.tokens[stop] not in PREPOSITIONS | {","}:
+                stop += 1
+            if scene.tokens[stop - 1] in _TIMES or position_of(" ".join(scene.tokens[index:stop])):
+                return False
+            scene.tokens[index:stop] = new
+            return True
+    return False
 
 
 def _remove_words(scene: Description, words: Sequence[str]) -> None:
@@ -99,7 +153,15 @@ def _compare(scene: Description, element: str, detail: str) -> None:
         if not is_plural(element.split()[-1]) or detail == "less":
             return
         value = "many" if detail == "more" else "few"
-        if scene.find(element) is not None:
+        if (head := scene.find(element)) is not None:
+            start, _ = scene.span(head)
+            counted = [
+                i
+                for i in range(start, head)
+                if count_of(scene.tokens[i]) is not None or scene.tokens[i] in _QUANTITIES
+            ]
+            for index in reversed(counted):  # "two birds" -> "many birds"
+                del scene.tokens[index]
             scene.set_attribute(element, value)
         else:
             scene.add(f"{value} {element}")
@@ -118,7 +180,8 @@ def _modify(scene: Description, element: str, detail: str) -> None:
     if len(words) == 1 and count_of(detail) is not None:
         scene.set_count(element, count_of(detail) or 1)
     elif is_place(detail):
-        scene.place(element, detail)
+        if not _replace_setting(scene, detail):
+            scene.place(element, detail)
     elif is_attribute(detail):
         _without_stem(scene, detail)
         scene.set_attribute(element, detail)
@@ -134,7 +197,7 @@ def apply_edit(scene: Description, edit: AtomicEdit) -> None:
         if element and all(w in ATTRIBUTES for w in element.split()):
             _remove_words(scene, element.split())
         else:
-            scene.remove(element)
+            _remove(scene, element)
     elif edit.kind is EditKind.ADDITION and not element:
         scene.tokens += [",", *tokenize(gerund(detail))]
     elif edit.kind is EditKind.ADDITION:
@@ -167,7 +230,9 @@ def _segments(scene: Description, start: int) -> list[list[str]]:
     found: list[list[str]] = []
     for token in scene.tokens[start:]:
         comma = bool(found) and found[-1] == [","]
-        if (token == "," or token in PREPOSITIONS or not found) and not comma:
+        bound = bool(found) and (found[-1][-1] in _PHRASAL or is_verb_only(found[-1][-1]))
+        opens = token == "," or (token in PREPOSITIONS and token != "next")
+        if (opens or not found) and not (comma or bound):
             found.append([token])
         else:
             found[-1].append(token)
@@ -219,7 +284,9 @@ def _tidy(scene: Description) -> str:
     tokens = list(scene.tokens)
     while tokens and (tokens[-1] in _DANGLING or not tokens[-1][0].isalnum()):
         tokens.pop()
-    while tokens and (tokens[0] in {"and", "or", "with"} or not tokens[0][0].isalnum()):
+    while tokens and (tokens[0] in _LEADING or not tokens[0][0].isalnum()):
+        if position_of(" ".join(tokens[:4])) is not None:
+            break  # "at the bottom two diamonds"
         tokens.pop(0)
     return render(tokens) if any(t not in DETERMINERS for t in tokens) else ""
 

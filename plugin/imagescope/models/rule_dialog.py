@@ -51,6 +51,9 @@ _ASK_COLOUR = re.compile(
     r"^what\s+colou?rs?\s+(?:(?:is|are)\s+(.+)|(?:of\s+)?(\w+(?:\s+\w+)?)(?:\s+(?:is|are|do|does)\b.*)?)$"
 )
 _HOW = re.compile(r"^how\s+(?!many\b)\w+")
+_ASK_KIND_OF = re.compile(
+    r"^what\s+(?:kind|type|sort|breed)\s+of\s+(\w+)\s+(?:is|are)\s+(?:it|they|this|that)$"
+)
 _ASK_KIND = re.compile(
     r"^what\s+(?:shape|kind|type|sort|size|material|pattern|breed)(?:\s+of\s+\w+)?\s+(?:is|are)\s+(.+)$"
 )
@@ -106,7 +109,7 @@ def _clean_answer(answer: str) -> str:
     while (match := _ANSWER_FRAME.match(answer + " ")) is not None and answer:
         answer = answer[match.end() :].strip()
     words = answer.split()
-    if words and (is_verb_only(words[0]) or words[0] in {"not", "i", "it", "they", "there"}):
+    if words and (is_verb_only(words[0]) or words[0] in {"not", "i", "it", "they", "there", "to"}):
         return words[0] if words[0] in {"yes", "no"} else ""
     return answer
 
@@ -187,6 +190,8 @@ def _open(question: str, answer: str, *, first: str) -> str | None:
         return f"put {where[1]} {place}"
     if (made := _ASK_MADE.match(question)) is not None:
         return f"make {made[1]} {answer}" if is_attribute_word(answer) else f"with {answer}"
+    if (kind_of := _ASK_KIND_OF.match(question)) is not None:
+        return f"turn {kind_of[1]} into {answer}"
     if (kind := _ASK_KIND.match(question)) is not None:
         words = answer.split()
         if words and all(is_attribute_word(w) for w in words):

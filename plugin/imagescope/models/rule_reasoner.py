@@ -63,6 +63,8 @@ __all__ = [
 ]
 
 _PRONOUNS = PRONOUNS | {"image", "picture", "photo", "everything", "all"}
+#: Aspects of a thing: "the position of the dog" is about the dog.
+_ASPECTS = frozenset("position pose posture angle view type kind breed style".split())
 #: What "it" refers to before anything was described.
 _NOTHING = "image"
 
@@ -110,7 +112,7 @@ def _subject_of(caption: str | None) -> str:
 def _element(element: str, context: str) -> str:
     """Resolve pronouns and class names ("the colour of the car" -> "car")."""
     named = re.match(r"^(\w+)\s+of\s+(?:the\s+)?(.+)$", element)
-    if named and named[1] in CLASS_NAMES:
+    if named and (named[1] in CLASS_NAMES or named[1] in _ASPECTS):
         return named[2]
     return context if element in _PRONOUNS | {""} or element in CLASS_NAMES else element
 
@@ -144,6 +146,14 @@ def _head_phrase(element: str) -> str:
     return element
 
 
+def _unverbed(text: str) -> str:
+    """A value without a leading instruction verb ("make safety pin as earring")."""
+    words = text.split()
+    while len(words) > 1 and words[0] in INSTRUCTION_VERBS | {"out", "with"}:
+        words = words[1:]
+    return " ".join(words)
+
+
 def _free(text: str) -> list[AtomicEdit]:
     return [AtomicEdit(kind=EditKind.ADDITION, element="", detail=text)] if text else []
 
@@ -156,6 +166,9 @@ def _edit(parsed: tuple[EditKind, str, str], *, context: str) -> list[AtomicEdit
     verb, _, rest = element.partition(" ")
     if kind is EditKind.ADDITION and verb in INSTRUCTION_VERBS:  # "make side view of puppies"
         return _edit(classify(rest), context=context) if rest else []
+    if kind is EditKind.ADDITION and verb in _PRONOUNS:  # "(have) them closer together"
+        return _free(rest)
+    detail = _unverbed(detail)
     detail = re.sub(r"\s+in\s+colou?r$", "", detail.strip())
     if kind is EditKind.ADDITION and element.split()[:1] and is_verb_only(element.split()[0]):
         return _free(element)  # "be looking at the camera": a state, not a thing

@@ -46,8 +46,7 @@ COLOUR = _cls(
     "red orange yellow green blue purple pink brown black white grey",
     order=50,
     others="gray beige gold golden silver navy teal maroon cream tan khaki turquoise violet "
-    "magenta cyan ivory burgundy olive lavender lilac coral multicoloured multicolored "
-    "colorful colourful",
+    "magenta cyan ivory burgundy olive lavender lilac coral multicoloured multicolored",
 )
 COLOUR_SHADES = frozenset("dark light pale bright deep pastel neon".split())
 #: "plain" and "solid" precede a colour in English ("a plain white shirt").
@@ -100,7 +99,7 @@ CLASS_NAMES: dict[str, WordClass] = {
 #: Other common adjectives: recognised as modifiers, no class to swap in.
 OTHER_ADJECTIVES = frozenset(
     "shiny bright round empty full open closed wet dry fluffy cute pretty beautiful "
-    "sleeveless casual formal fancy modern vintage busy quiet crowded".split()
+    "sleeveless casual formal fancy modern vintage busy quiet crowded colorful colourful".split()
 )
 #: Pattern nouns and the adjective that says the same ("with stripes" = "striped").
 PATTERN_NOUNS = {
@@ -111,6 +110,12 @@ PATTERN_NOUNS = {
 #: Nouns that stand for "whatever the main subject is" ("how many shapes are there?").
 PLACEHOLDER_NOUNS = frozenset(
     "shape shapes thing things object objects item items one ones figure figures".split()
+)
+#: Nouns said without "a" ("with snow", "with pasta").
+MASS_NOUNS = frozenset(
+    "snow grass water sand food rain fog mist smoke fire hair fur light sunlight pasta rice "
+    "bread milk wine coffee tea meat cheese ice mud dirt grass foliage furniture clothing "
+    "lettering writing text".split()
 )
 PRONOUNS = frozenset("it they them this that these those its their itself".split())
 
