@@ -96,7 +96,10 @@ def scoped(settings: Settings, *, folder: str, name: str) -> Settings:
     if store.kind == "opensearch":
         index = f"{store.opensearch.index}-{folder}-{slug(name).lower()}"[:200]
         update: dict[str, Any] = {
-            "opensearch": store.opensearch.model_copy(update={"index": index})
+            # Its own catalog: created on first use (a user's index never is).
+            "opensearch": store.opensearch.model_copy(
+                update={"index": index, "create_missing": True}
+            )
         }
     else:
         path = settings.data_dir / folder / slug(name)

@@ -294,14 +294,26 @@ def test_unreachable_opensearch_raises_store_unavailable_in_bounded_time():
 def test_a_store_needs_its_index_before_writing(opensearch_store_factory, opensearch_url):
     settings = OpenSearchSettings(hosts=[opensearch_url], index=f"absent-{uuid.uuid4().hex}")
     store = OpenSearchStore(settings)
-    assert store.count() == 0 and store.get(["x"]) == [] and store.metadata_fields() == set()
-    assert store.knn("image", unit_vectors(2, seed=20), k=3) == [[], []]
+    assert store.get(["x"]) == []
+    for read in (store.count, store.metadata_fields):
+        with pytest.raises(ConfigError, match=r"no index or alias"):
+            read()
+    with pytest.raises(ConfigError, match=r"no index or alias"):
+        store.knn("image", unit_vectors(2, seed=20), k=3)
     with pytest.raises(ConfigError, match=r"no index or alias.*create-index"):
         store.upsert(catalog(unit_vectors(1, seed=21)))
     with pytest.raises(ConfigError, match=r"no index or alias"):
         store.ensure(DIM)
     assert not store.client.indices.exists(index=settings.index)  # nothing was created
     store.close()
+
+
+def test_a_catalog_imagescope_owns_is_created_on_first_use(opensearch_store_factory):
+    name = f"imagescope-test-own-{uuid.uuid4().hex[:8]}"
+    store = opensearch_store_factory(DIM, index=name, create=False, create_missing=True)
+    store.ensure(DIM)
+    assert list(store.client.indices.get_alias(name=name)) == [f"{name}-v1"]
+    assert store.count() == 0
 
 
 # --------------------------------------------------------------------------- reindex

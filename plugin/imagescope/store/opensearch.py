@@ -138,7 +138,8 @@ class OpenSearchStore(VectorStore):
     # ------------------------------------------------------------------ index lifecycle
 
     def ensure(self, dim: int) -> None:
-        """Validate the catalog for ``dim``-d vectors; never changes anything.
+        """Validate the catalog for ``dim``-d vectors; never changes anything
+        (except creating it when ``settings.create_missing``, for catalogs ImageScope owns).
 
         ``ConfigError`` when the name resolves to no index (naming the closest
         existing ones) or the image vector field is missing or not a usable
@@ -148,6 +149,9 @@ class OpenSearchStore(VectorStore):
         if dim < 1:
             raise ConfigError(f"vector dimension must be positive, got {dim}")
         layout = self._load_layout(refresh=True)
+        if layout is None and self.settings.create_missing:
+            self.catalog.create_generation(dim, with_alias=True)
+            layout = self._load_layout(refresh=True)
         if layout is None:
             raise self.catalog.missing_error()
         index = self._index or self.alias
@@ -449,9 +453,6 @@ class OpenSearchStore(VectorStore):
         """
         if k < 1:
             raise InputError(f"k must be at least 1, got {k}")
-        if self._load_layout() is None:
-            validate_filters(filters, set())
-            return [[] for _ in np.atleast_2d(np.asarray(vectors))]
         layout, dim = self._require_layout()
         queries = check_query_vectors(vectors, dim)
         paths = self._filter_paths(filters)
@@ -536,14 +537,18 @@ class OpenSearchStore(VectorStore):
         return int(found["count"]) if found else 0
 
     def count(self) -> int:
-        """Number of records in the catalog (0 when it does not exist)."""
+        """Number of records in the catalog (``ConfigError`` when the name resolves to no index)."""
         found = self.requests.call_or_none("count records", self.client.count, index=self.alias)
-        return int(found["count"]) if found else 0
+        if found is None:
+            raise self.catalog.missing_error()
+        return int(found["count"])
 
     def metadata_fields(self) -> set[str]:
-        """Filterable fields, read from the index mapping."""
+        """Filterable fields, read from the index mapping (``ConfigError`` without an index)."""
         layout = self._load_layout(refresh=True)
-        return set(layout.filter_paths) if layout else set()
+        if layout is None:
+            raise self.catalog.missing_error()
+        return set(layout.filter_paths)
 
     def close(self) -> None:
         self.client.close()
