@@ -169,6 +169,9 @@ class OpenSearchSettings(BaseModel):
     budget_s: float = Field(default=60.0, gt=0)
     #: Total seconds one call keeps retrying when no node can be reached at all.
     connect_budget_s: float = Field(default=1.5, gt=0)
+    #: Create the catalog when the name resolves to no index (catalogs ImageScope
+    #: owns, e.g. eval runs); off: a missing or misspelt name is an error.
+    create_missing: bool = False
     #: Search pipeline sent with ImageScope's own searches ("_none": bypass the
     #: index's default pipeline, so user pipelines never see them).
     search_pipeline: str = "_none"
