@@ -65,9 +65,9 @@ class CatalogIndex:
     def missing_error(self) -> ConfigError:
         """The error for a name that resolves to no index (with the closest names)."""
         close = self.closest_names()
-        hint = f"; did you mean {' or '.join(repr(n) for n in close)}?" if close else ""
+        hint = f" (did you mean {' or '.join(repr(n) for n in close)}?)" if close else ""
         return ConfigError(
-            f"OpenSearch has no index or alias {self.alias!r}{hint} Set "
+            f"OpenSearch has no index or alias {self.alias!r}{hint}. Set "
             "IMAGESCOPE_STORE__OPENSEARCH__INDEX to an existing one, or create a new "
             "catalog with `imagescope opensearch create-index`"
         )
