@@ -196,7 +196,7 @@ def install_pipeline(
 
     try:
         wanted = check_rerank_stages([int(s) for s in stages.split(",") if s.strip()])
-    except ValueError:
+    except (ValueError, InputError):
         raise InputError(f"--stages {stages!r}: write 2 or 2,3") from None
     if not endpoint.startswith(("http://", "https://")):
         raise InputError(f"--endpoint {endpoint!r}: give a URL such as http://127.0.0.1:8080")
