@@ -91,6 +91,8 @@ def stops_at(tokens: list[str], index: int) -> bool:
         return not (content and noun and count_of(following) is None)
     if is_stop(token):
         return True
+    if following in {"a", "an", "the"} and "VERB" in parts_of_speech(token) and index > 0:
+        return True  # "a man rides a motorcycle"
     if token.endswith("ed") and is_verb_only(token) and class_of(token) is None:
         return index + 1 >= len(tokens) or is_stop(tokens[index + 1])
     return False

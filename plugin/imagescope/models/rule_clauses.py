@@ -129,7 +129,7 @@ def _is_colour(clause: str) -> bool:
 def clauses(instruction: str) -> list[str]:
     """The clauses of an instruction, lower-cased and without framing words."""
     text = re.sub(r"\s+", " ", instruction.lower().replace("\u2019", "'")).strip()
-    text = re.sub(r"(?<!\w)'|'(?!\w)|\"", " ", text).strip()
+    text = re.sub(r"(?<!\w)'|'(?!\w)|\"", " ", text.replace("(s)", "s")).strip()
     parts = _SPLIT.split(text)
     merged: list[str] = []
     for index in range(0, len(parts), 2):
