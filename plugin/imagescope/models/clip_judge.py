@@ -28,12 +28,10 @@ that wrote the catalog).
 
 from __future__ import annotations
 
-import math
 from collections import defaultdict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import median
-from typing import TypeVar
 
 import numpy as np
 
@@ -43,8 +41,6 @@ from imagescope.models.base import (
     EvaluationItem,
     Evaluator,
     Reasoner,
-    Vector,
-    Vectors,
     Verifier,
     VerifyItem,
 )
@@ -53,6 +49,13 @@ from imagescope.models.clip_contrast import (
     StatementPair,
     question_to_contrast,
     question_to_statements,
+)
+from imagescope.models.clip_scoring import (
+    Scoring,
+    Texts,
+    all_texts,
+    embed_unique,
+    sigmoid,
 )
 from imagescope.models.text_cache import TextVectorCache, cache_for
 from imagescope.schemas import Answer, Evaluation, Proposition
@@ -65,86 +68,6 @@ __all__ = [
     "question_to_contrast",
     "question_to_statements",
 ]
-
-_Item = TypeVar("_Item")
-#: The caption a presence score is measured from (it cancels each image's bias).
-NEUTRAL = "a photo"
-
-
-def _embed_unique(
-    items: Sequence[_Item],
-    key: Callable[[_Item], Hashable],
-    embed: Callable[[list[_Item]], Vectors],
-    *,
-    stored: Callable[[_Item], Vector | None] = lambda _item: None,
-) -> list[np.ndarray]:
-    """One row per input, in order: its ``stored`` vector (made unit length), else
-    its embedding (each distinct input embedded once, all in one call)."""
-    rows: dict[Hashable, np.ndarray] = {}
-    unique: dict[Hashable, _Item] = {}
-    for item in items:
-        vector = stored(item)
-        if vector is not None and key(item) not in rows:
-            row = np.asarray(vector, dtype=np.float32).reshape(-1)
-            rows[key(item)] = row / max(float(np.linalg.norm(row)), 1e-12)
-    for item in items:
-        if key(item) not in rows:
-            unique.setdefault(key(item), item)
-    if unique:
-        embedded = embed(list(unique.values()))
-        rows.update(zip(unique, embedded, strict=True))
-    return [rows[key(item)] for item in items]
-
-
-def _sigmoid(x: float) -> float:
-    return 0.5 * (1.0 + math.tanh(0.5 * x))
-
-
-class _Texts:
-    """Embeds distinct texts once (through ``cache``); similarities to images and texts."""
-
-    def __init__(self, embedder: Embedder, texts: Sequence[str], cache: TextVectorCache) -> None:
-        unique = list(dict.fromkeys(texts))
-        vectors = cache.embed(embedder, unique)
-        self.rows = {text: vectors[n] for n, text in enumerate(unique)}
-
-    def sims(self, image: np.ndarray, texts: Sequence[str]) -> list[float]:
-        return [float(image @ self.rows[t]) for t in texts]
-
-    def presence(self, image: np.ndarray, contrast: Contrast) -> float:
-        """Similarity to the positive caption less similarity to "a photo"."""
-        positive, neutral = self.sims(image, [contrast.positive, NEUTRAL])
-        return positive - neutral
-
-    def close(self, a: str, b: str, *, limit: float) -> bool:
-        return float(self.rows[a] @ self.rows[b]) >= limit
-
-
-@dataclass(frozen=True)
-class _Scoring:
-    """Which alternatives of a contrast count; see ``ClipVerifier``."""
-
-    max_alternative_similarity: float
-
-    def lead(
-        self, texts: _Texts, image: np.ndarray, *, contrast: Contrast
-    ) -> tuple[float, float] | None:
-        """(claim minus best alternative, spread of the similarities) on ``image``;
-        None when no alternative can be told apart from the claim."""
-        kept = [
-            a
-            for a in contrast.alternatives
-            if not texts.close(a, contrast.positive, limit=self.max_alternative_similarity)
-        ]
-        if not kept:
-            return None
-        claim, *others = texts.sims(image, [contrast.positive, *kept])
-        spread = max(claim, *others) - min(claim, *others)
-        return claim - max(others), spread
-
-
-def _all_texts(contrasts: Sequence[Contrast]) -> list[str]:
-    return [NEUTRAL] + [t for c in contrasts for t in (c.positive, *c.alternatives, c.negative)]
 
 
 class ClipVerifier(Verifier):
@@ -187,7 +110,7 @@ class ClipVerifier(Verifier):
         self.temperature = temperature
         self.min_batch = min_batch
         self.tolerance = tolerance
-        self.scoring = _Scoring(max_alternative_similarity)
+        self.scoring = Scoring(max_alternative_similarity)
         self.model_id = (
             f"clip-verifier:{embedder.model_id}:m{margin:g}:t{temperature:g}:tol{tolerance:g}"
             f":s{max_alternative_similarity:g}"
@@ -197,8 +120,8 @@ class ClipVerifier(Verifier):
         if not items:
             return []
         contrasts = [question_to_contrast(item.question) for item in items]
-        texts = _Texts(self.embedder, _all_texts(contrasts), self.text_cache)
-        images = _embed_unique(
+        texts = Texts(self.embedder, all_texts(contrasts), self.text_cache)
+        images = embed_unique(
             list(items),
             lambda item: item.image_id,
             lambda u: self.embedder.embed_images([i.image for i in u]),
@@ -215,7 +138,7 @@ class ClipVerifier(Verifier):
         items: Sequence[VerifyItem],
         contrasts: Sequence[Contrast],
         *,
-        texts: _Texts,
+        texts: Texts,
         images: Sequence[np.ndarray],
     ) -> dict[str, float]:
         """Per question without alternatives: the median presence score of its images."""
@@ -231,7 +154,7 @@ class ClipVerifier(Verifier):
 
     def _answer(
         self,
-        texts: _Texts,
+        texts: Texts,
         image: np.ndarray,
         *,
         contrast: Contrast,
@@ -254,7 +177,7 @@ class ClipVerifier(Verifier):
                 f"sim({contrast.positive!r})={sim_yes:.4f} sim({contrast.negative!r})={sim_no:.4f}"
             )
         yes = lead > 0 or (batch_median is not None and lead == 0)
-        p_yes = _sigmoid(self.temperature * lead)
+        p_yes = sigmoid(self.temperature * lead)
         return Answer(yes=yes, p_yes=p_yes, raw=f"{raw}: {lead:+.4f} (margin={self.margin:g})")
 
 
@@ -315,7 +238,7 @@ class ClipEvaluator(Evaluator):
         self.judges_in_bulk = True
         self.margin = margin
         self.reasoner = reasoner
-        self.scoring = _Scoring(max_alternative_similarity)
+        self.scoring = Scoring(max_alternative_similarity)
         self.model_id = (
             f"clip-evaluator:{embedder.model_id}:{reasoner.model_id}:m{margin:g}"
             f":s{max_alternative_similarity:g}"
@@ -357,10 +280,10 @@ class ClipEvaluator(Evaluator):
     def _all_evidence(self, items: Sequence[EvaluationItem]) -> list[_Evidence]:
         claims = {text: self.claims(text) for text in dict.fromkeys(i.instruction for i in items)}
         contrasts = [c.contrast for found in claims.values() for c in found]
-        texts = _Texts(self.embedder, _all_texts(contrasts), self.text_cache)
+        texts = Texts(self.embedder, all_texts(contrasts), self.text_cache)
         pairs = [(item.candidate, item.candidate_vector) for item in items]
         pairs += [(i.reference, i.reference_vector) for i in items if i.reference is not None]
-        rows = _embed_unique(
+        rows = embed_unique(
             pairs,
             lambda pair: id(pair[0]),
             lambda unique: self.embedder.embed_images([image for image, _ in unique]),
@@ -378,7 +301,7 @@ class ClipEvaluator(Evaluator):
         ]
 
     def _fits(
-        self, texts: _Texts, claims: Sequence[_Claim], *, image: np.ndarray
+        self, texts: Texts, claims: Sequence[_Claim], *, image: np.ndarray
     ) -> dict[int, float]:
         """Claim index -> fit on ``image`` (claims that cannot be compared left out)."""
         fits = {}
@@ -392,7 +315,7 @@ class ClipEvaluator(Evaluator):
 
     def _evidence(
         self,
-        texts: _Texts,
+        texts: Texts,
         claims: Sequence[_Claim],
         *,
         candidate: np.ndarray,
