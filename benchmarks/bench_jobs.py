@@ -250,6 +250,7 @@ def run(cluster: JobCluster, args: argparse.Namespace) -> dict[str, Any]:
         engine.close()
     return {
         "config": vars(args),
+        "baseline": "in_process",
         **compare(celery_lat, local_lat, celery_rate, local_rate),
         "batching": batched,
         "cache": cached,
