@@ -359,6 +359,21 @@ def test_everyday_instructions(instruction: str, reference: str, expected: list[
             [("what is on the plate?", "pasta"), ("is the photo in color?", "yes")],
             ["a plate", "a plate, with pasta", "a plate of food, with pasta"],
         ),
+        (
+            "a man wearing a shirt",
+            [("what color is the shirt?", "red")],
+            ["a man", "a photo of a man wearing a red shirt", "a man wearing a red shirt"],
+        ),
+        (
+            "a car on a road",
+            [("is the car red?", "yes"), ("is it raining?", "no")],
+            ["a red car", "a photo of a red car on a road", "a red car on a road"],
+        ),
+        (
+            "two dogs playing in a yard",
+            [("is there a fence?", "yes"), ("what breed are the dogs?", "not sure")],
+            ["two dogs", "two dogs, with a fence", "two dogs playing in a yard, with a fence"],
+        ),
     ],
 )
 def test_dialog_answers_become_facts(
