@@ -54,7 +54,7 @@ are reported by id in ``BulkReport.failed`` and never fail the batch.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,7 @@ from opensearchpy.exceptions import TransportError
 from imagescope.errors import ConfigError, DimensionMismatchError, InputError
 from imagescope.schemas import Filters
 from imagescope.settings import OpenSearchSettings
+from imagescope.store import opensearch_scan
 from imagescope.store.base import (
     BulkReport,
     CaptionUpdate,
@@ -80,13 +81,13 @@ from imagescope.store.mappings import (
     CatalogLayout,
     VectorFieldInfo,
     caption_additions,
-    check_metadata,
     check_record_id,
     filter_query,
     read_layout,
     score_to_similarity,
 )
 from imagescope.store.opensearch_client import Requester, build_client, chunked
+from imagescope.store.opensearch_docs import Documents
 from imagescope.store.opensearch_index import CatalogIndex
 
 log = logging.getLogger(__name__)
@@ -106,6 +107,7 @@ class OpenSearchStore(VectorStore):
         self.client = client if client is not None else build_client(settings)
         self.requests = Requester(self.client, settings)
         self.catalog = CatalogIndex(self.requests, settings)
+        self.documents = Documents(settings.fields)
         self.dim: int | None = None
         self._layout: CatalogLayout | None = None
         self._index: str | None = None
@@ -232,66 +234,6 @@ class OpenSearchStore(VectorStore):
 
     # ------------------------------------------------------------------ writes
 
-    def _document(self, record: CatalogRecord, dim: int) -> dict[str, Any]:
-        """The ``_source`` of one record; ``InputError`` when it cannot be stored."""
-        check_record_id(record.id)
-        if record.image_vector is None:
-            raise InputError(f"record {record.id!r} has no image vector; every record needs one")
-        names = self.fields
-        doc: dict[str, Any] = {
-            names.image_vector: check_vector(record.image_vector, dim).tolist(),
-            names.caption: record.caption,
-            names.uri: record.uri,
-        }
-        if record.caption_vector is not None:
-            doc[names.caption_vector] = check_vector(record.caption_vector, dim).tolist()
-        metadata = check_metadata(record.metadata)
-        if names.metadata:
-            doc[names.metadata] = metadata
-        else:
-            clash = set(metadata) & {*doc, names.caption_vector}
-            if clash:
-                raise InputError(f"metadata fields {sorted(clash)} clash with catalog fields")
-            doc.update(metadata)
-        return doc
-
-    def _own_fields(self, record: CatalogRecord, dim: int) -> dict[str, Any]:
-        """ImageScope's own fields of a record (what an existing adopted doc may get)."""
-        own: dict[str, Any] = {}
-        if record.caption:
-            own[self.fields.caption] = record.caption
-        if record.caption_vector is not None:
-            own[self.fields.caption_vector] = check_vector(record.caption_vector, dim).tolist()
-        return own
-
-    def _check_declared(self, doc: Mapping[str, Any], layout: CatalogLayout) -> None:
-        """``InputError`` for a field the mapping lacks (it would become a dynamic field)."""
-        paths = set(doc)
-        if self.fields.metadata and isinstance(doc.get(self.fields.metadata), Mapping):
-            meta = doc[self.fields.metadata]
-            paths |= {f"{self.fields.metadata}.{name}" for name in meta}
-        unknown = sorted(paths - layout.declared)
-        if unknown:
-            raise InputError(
-                f"fields {unknown} are not in the index mapping and would be added as dynamic "
-                "fields; add them to the mapping yourself or leave them out"
-            )
-
-    def _action(self, record: CatalogRecord, layout: CatalogLayout, dim: int) -> dict[str, Any]:
-        """The bulk action for ``record``: whole (managed index) or partial (adopted index)."""
-        source = self._document(record, dim)
-        if layout.managed:
-            return {"_op_type": "index", "_index": self.alias, "_id": record.id, "_source": source}
-        source = {k: v for k, v in source.items() if v not in ("", None)}
-        self._check_declared(source, layout)
-        return {
-            "_op_type": "update",
-            "_index": self.alias,
-            "_id": record.id,
-            "doc": self._own_fields(record, dim),
-            "upsert": source,
-        }
-
     def _require_own_fields(self, layout: CatalogLayout) -> None:
         own = (self.fields.caption, self.fields.caption_vector)
         lacking = [name for name in own if name in layout.missing]
@@ -316,7 +258,7 @@ class OpenSearchStore(VectorStore):
         def actions() -> Iterator[dict[str, Any]]:
             for record in records:
                 try:
-                    yield self._action(record, layout, dim)
+                    yield self.documents.action(record, layout, dim, self.alias)
                 except InputError as exc:
                     rejected[str(record.id)] = str(exc)
 
@@ -363,27 +305,6 @@ class OpenSearchStore(VectorStore):
 
     # ------------------------------------------------------------------ reads
 
-    def _record(self, doc: Mapping[str, Any], *, with_vectors: bool) -> CatalogRecord:
-        names = self.fields
-        source: dict[str, Any] = dict(doc.get("_source") or {})
-        vectors: dict[str, NDArray[np.float32] | None] = {}
-        for key in (names.image_vector, names.caption_vector):
-            raw = source.pop(key, None)
-            vectors[key] = np.asarray(raw, dtype=np.float32) if with_vectors and raw else None
-        caption = source.pop(names.caption, None) or ""
-        if not caption and names.text:
-            caption = source.get(names.text) or ""  # the user's text, read only
-        uri = source.pop(names.uri, None) or ""
-        metadata = (source.get(names.metadata) or {}) if names.metadata else source
-        return CatalogRecord(
-            id=doc["_id"],
-            image_vector=vectors[names.image_vector],
-            caption_vector=vectors[names.caption_vector],
-            caption=str(caption),
-            uri=str(uri),
-            metadata=dict(metadata),
-        )
-
     def get(self, ids: Sequence[str], *, with_vectors: bool = False) -> list[CatalogRecord]:
         """Records that exist, in the order asked; missing ids are left out."""
         if not ids or self._load_layout() is None:
@@ -402,7 +323,7 @@ class OpenSearchStore(VectorStore):
             )
             for doc in response["docs"]:
                 if doc.get("found"):
-                    found[doc["_id"]] = self._record(doc, with_vectors=with_vectors)
+                    found[doc["_id"]] = self.documents.record(doc, with_vectors=with_vectors)
         return [found[i] for i in ids if i in found]
 
     def _filter_paths(self, filters: Filters | None) -> dict[str, str]:
@@ -478,63 +399,16 @@ class OpenSearchStore(VectorStore):
         return results
 
     def ids_by_uri(self, uris: Sequence[str]) -> dict[str, str]:
-        """uri -> record id for the uris that some record has (first match wins)."""
-        found: dict[str, str] = {}
-        for chunk in chunked(dict.fromkeys(u for u in uris if u), MGET_CHUNK):
-            body = {
-                "size": len(chunk) * 2,
-                "_source": [self.fields.uri],
-                "query": {"terms": {self.fields.uri: chunk}},
-                "search_pipeline": self.settings.search_pipeline,
-            }
-            response = self.requests.call(
-                "look up uris", self.client.search, index=self.alias, body=body
-            )
-            for hit in response["hits"]["hits"]:
-                uri = (hit.get("_source") or {}).get(self.fields.uri)
-                if isinstance(uri, str):
-                    found.setdefault(uri, hit["_id"])
-        return found
+        """uri -> record id for the uris that some record has (``opensearch_scan``)."""
+        return opensearch_scan.ids_by_uri(self, uris)
 
     def ids_without_caption(self, *, batch: int = 500) -> Iterator[list[str]]:
-        """Batches of ids of records that have no ImageScope caption yet (a scroll)."""
-        body = {
-            "size": batch,
-            "_source": False,
-            "sort": ["_doc"],
-            "query": {"bool": {"must_not": {"exists": {"field": self.fields.caption}}}},
-            "search_pipeline": self.settings.search_pipeline,
-        }
-        response = self.requests.call(
-            "list records without caption",
-            self.client.search,
-            index=self.alias,
-            body=body,
-            params={"scroll": "5m"},
-        )
-        scroll_id = response.get("_scroll_id")
-        try:
-            while hits := response["hits"]["hits"]:
-                yield [h["_id"] for h in hits]
-                response = self.requests.call(
-                    "continue the scroll",
-                    self.client.scroll,
-                    body={"scroll": "5m", "scroll_id": scroll_id},
-                )
-                scroll_id = response.get("_scroll_id", scroll_id)
-        finally:
-            if scroll_id:
-                self.requests.call_or_none(
-                    "clear the scroll", self.client.clear_scroll, body={"scroll_id": scroll_id}
-                )
+        """Batches of ids of records without an ImageScope caption (``opensearch_scan``)."""
+        return opensearch_scan.ids_without_caption(self, batch=batch)
 
     def count_without_caption(self) -> int:
         """Records that have no ImageScope caption yet."""
-        query = {"bool": {"must_not": {"exists": {"field": self.fields.caption}}}}
-        found = self.requests.call_or_none(
-            "count records", self.client.count, index=self.alias, body={"query": query}
-        )
-        return int(found["count"]) if found else 0
+        return opensearch_scan.count_without_caption(self)
 
     def count(self) -> int:
         """Number of records in the catalog (``ConfigError`` when the name resolves to no index)."""
