@@ -30,7 +30,7 @@ from pathlib import Path
 
 import torch
 
-from imagescope.synthetic.bench import BenchConfig, format_table, run_benchmark
+from imagescope.synthetic.bench import BenchConfig, format_table, run_synthetic_bench
 from imagescope.synthetic.train import (
     SHIPPED_CHECKPOINT,
     TrainConfig,
@@ -81,7 +81,7 @@ def main() -> None:
         card = training_card(checkpoint)
         training = json.loads(card.read_text()) if card.is_file() else None
         embedder = load_synth_embedder(checkpoint)
-        report = run_benchmark(work, config, embedder=embedder, progress=True)
+        report = run_synthetic_bench(work, config, embedder=embedder, progress=True)
     report["checkpoint"] = str(args.checkpoint or "shipped") if not args.train else "trained"
     report["training"] = training
     report["machine"] = {

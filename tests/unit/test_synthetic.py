@@ -29,7 +29,7 @@ from imagescope.synthetic.bench import (
     format_table,
     judge_signal,
     recall,
-    run_benchmark,
+    run_synthetic_bench,
 )
 from imagescope.synthetic.catalog import (
     ATTRIBUTES,
@@ -352,7 +352,7 @@ def test_benchmark_reports_recall_and_cost_per_stage(
     tmp_path: Path, shipped: OpenClipEmbedder
 ) -> None:
     config = BenchConfig(n_items=80, n_per_kind=2, store="memory", top_k=5, alpha=2, limit=30)
-    report = run_benchmark(tmp_path, config, embedder=shipped)
+    report = run_synthetic_bench(tmp_path, config, embedder=shipped)
     assert len(report["per_query"]) == 6
     for kind in ("text", "composed", "dialog", "all"):
         by_stage = report["recall"][kind]

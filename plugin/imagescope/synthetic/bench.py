@@ -240,7 +240,7 @@ def summarise(outcomes: Sequence[QueryOutcome], config: BenchConfig) -> dict[str
     return summary
 
 
-def run_benchmark(
+def run_synthetic_bench(
     work_dir: Path, config: BenchConfig, *, embedder: Embedder, progress: bool = False
 ) -> dict[str, Any]:
     """The whole benchmark; returns the JSON-ready report."""
