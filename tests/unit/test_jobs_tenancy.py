@@ -5,6 +5,7 @@ tests/integration/test_jobs_hardening.py)."""
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 
@@ -18,10 +19,14 @@ from imagescope.jobs.base import (
     input_digest,
     store_key,
 )
+from imagescope.jobs.bounded import BoundedReasoner
 from imagescope.jobs.breaker import CircuitBreaker, CircuitOpenError
+from imagescope.jobs.factory import job_components
+from imagescope.jobs.fakes import KeywordReasoner
 from imagescope.jobs.inprocess import InProcessJobBackend
 from imagescope.jobs.memory import MemoryJobStore
-from imagescope.schemas import JobState, RerankRequest
+from imagescope.schemas import JobState, Proposition, RerankRequest
+from imagescope.settings import LimitSettings, Settings
 from tests.unit.test_jobs import GatedVerifier, make_components, make_request
 
 pytestmark = pytest.mark.unit
@@ -160,3 +165,23 @@ def test_circuit_breaker_opens_on_failure_and_half_opens_after_the_pause() -> No
     breaker.success()
     breaker.before()
     assert not breaker.open
+
+
+class ManyPropositions(KeywordReasoner):
+    def make_propositions(self, instruction: str, **kw: Any) -> list[Proposition]:
+        return [Proposition(question=f"is there thing {n}?") for n in range(50)]
+
+
+def test_rerank_jobs_verify_at_most_max_propositions(request_: RerankRequest) -> None:
+    settings = Settings(_env_file=None, limits=LimitSettings(max_propositions=3))  # type: ignore[call-arg]
+    components = job_components(make_components(reasoner=ManyPropositions()), settings)
+    assert isinstance(components.reasoner, BoundedReasoner)
+    assert job_components(components, settings).reasoner is components.reasoner  # wrapped once
+    jobs = InProcessJobBackend(components)
+    try:
+        status = jobs.wait(jobs.submit(request_).id, 10)
+    finally:
+        jobs.close()
+    assert status.result is not None and status.state is JobState.SUCCEEDED
+    assert len(status.result.trace.propositions) == 3
+    assert all(len(c.verdicts) <= 3 for c in status.result.candidates)

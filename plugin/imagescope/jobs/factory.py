@@ -10,6 +10,7 @@ from typing import cast
 from imagescope.errors import ConfigError
 from imagescope.jobs.base import JobBackend
 from imagescope.jobs.batching import BatchingVerifier
+from imagescope.jobs.bounded import BoundedReasoner
 from imagescope.jobs.webhook import WebhookSender
 from imagescope.pipeline.context import Components
 from imagescope.settings import JobSettings, Settings
@@ -57,8 +58,8 @@ def job_components(components: Components, settings: Settings) -> Components:
     """The components rerank jobs run over (give it the hooked components).
 
     Wraps the verifier in a ``BatchingVerifier`` (concurrent jobs share backend
-    calls) and, when a broker is configured, swaps the answer cache for the
-    shared Redis cache.
+    calls), caps the reasoner's propositions at ``limits.max_propositions`` and,
+    when a broker is configured, swaps the answer cache for the shared Redis cache.
     """
     jobs = settings.jobs
     verifier = components.verifier
@@ -75,7 +76,10 @@ def job_components(components: Components, settings: Settings) -> Components:
         cache = RedisAnswerCache(
             connect(records_url(jobs)), ttl_s=jobs.cache_ttl_s, prefix=jobs.key_prefix
         )
-    return dataclasses.replace(components, verifier=verifier, cache=cache)
+    reasoner = components.reasoner
+    if not isinstance(reasoner, BoundedReasoner):
+        reasoner = BoundedReasoner(reasoner, max_propositions=settings.limits.max_propositions)
+    return dataclasses.replace(components, verifier=verifier, cache=cache, reasoner=reasoner)
 
 
 def build_job_backend(settings: Settings, components: Components) -> JobBackend:
