@@ -138,6 +138,17 @@ def test_upsert_is_idempotent_by_id(opensearch_store_factory):
     np.testing.assert_array_equal(record.image_vector, first[0].image_vector)
 
 
+def test_bulk_writes_pause_refreshes_and_restore_them(opensearch_store_factory):
+    store = opensearch_store_factory(DIM, bulk_chunk_size=7, bulk_threads=3)
+    records = catalog(unit_vectors(50, seed=30))
+    report = store.upsert(records)
+    assert sorted(report.succeeded) == sorted(r.id for r in records) and not report.failed
+    assert store.count() == 50  # one refresh at the end made every write visible
+    concrete = f"{store.alias}-v1"
+    index_settings = store.client.indices.get_settings(index=concrete)[concrete]["settings"]
+    assert index_settings["index"]["refresh_interval"] == "1s"
+
+
 def test_get_keeps_the_order_asked_and_leaves_out_missing_ids(opensearch_store_factory):
     store = opensearch_store_factory(DIM)
     records = catalog(unit_vectors(4, seed=4))

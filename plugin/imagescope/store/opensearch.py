@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -262,7 +263,11 @@ class OpenSearchStore(VectorStore):
                 except InputError as exc:
                     rejected[str(record.id)] = str(exc)
 
-        report = self.requests.bulk("bulk upsert", actions())
+        # Managed indices skip refreshes during the bulk (one refresh after it);
+        # an adopted index's settings are never touched.
+        paused = self.catalog.refresh_paused(self._index or self.alias)
+        with paused if layout.managed else nullcontext():
+            report = self.requests.bulk("bulk upsert", actions())
         report.failed.update(rejected)
         self._after_write()
         self._layout = None  # the write may have mapped new metadata fields

@@ -18,7 +18,9 @@ id, never raised.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from itertools import islice
 from typing import Any, TypeVar
 
@@ -201,19 +203,32 @@ class Requester:
         )
 
     def bulk(self, what: str, actions: Iterable[dict[str, Any]]) -> BulkReport:
-        """Send bulk actions in chunks; every action's id lands in the report.
+        """Send bulk actions in chunks, ``bulk_threads`` requests in flight; every
+        action's id lands in the report.
 
         A chunk whose request fails transiently is sent again as a whole, which
-        is safe because every action is idempotent by id.
+        is safe because every action is idempotent by id. Chunks are read from
+        ``actions`` only as threads free up, so memory stays bounded.
         """
         report = BulkReport()
-        for chunk in chunked(actions, self.settings.bulk_chunk_size):
-            for ok, item in self.call(what, self._send_chunk, actions=chunk):
-                result = next(iter(item.values()))
-                if ok:
-                    report.succeeded.append(result["_id"])
-                elif result.get("status") == 404:
-                    report.failed[result["_id"]] = "unknown id: no record has this id"
-                else:
-                    report.failed[result["_id"]] = error_reason(result.get("error"))
+        threads = self.settings.bulk_threads
+        with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bulk") as pool:
+            pending: deque[Future[list[tuple[bool, Any]]]] = deque()
+            for chunk in chunked(actions, self.settings.bulk_chunk_size):
+                pending.append(pool.submit(self.call, what, self._send_chunk, actions=chunk))
+                if len(pending) >= threads:
+                    self._collect(pending.popleft().result(), report)
+            while pending:
+                self._collect(pending.popleft().result(), report)
         return report
+
+    @staticmethod
+    def _collect(results: list[tuple[bool, Any]], report: BulkReport) -> None:
+        for ok, item in results:
+            result = next(iter(item.values()))
+            if ok:
+                report.succeeded.append(result["_id"])
+            elif result.get("status") == 404:
+                report.failed[result["_id"]] = "unknown id: no record has this id"
+            else:
+                report.failed[result["_id"]] = error_reason(result.get("error"))

@@ -14,11 +14,13 @@ import difflib
 import logging
 import re
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from imagescope.errors import BackendError, ConfigError
 from imagescope.settings import OpenSearchSettings
-from imagescope.store.mappings import render_catalog_index
+from imagescope.store.mappings import load_catalog_template, render_catalog_index
 from imagescope.store.opensearch_client import Requester, error_reason, error_type
 
 log = logging.getLogger(__name__)
@@ -80,6 +82,26 @@ class CatalogIndex:
             self.client.indices.put_mapping,
             index=index,
             body={"properties": properties},
+        )
+
+    @contextmanager
+    def refresh_paused(self, index: str) -> Iterator[None]:
+        """``refresh_interval: -1`` on ``index`` while the block runs; then the
+        catalog template's interval again (never a value read before, so two
+        writers at once cannot leave it paused)."""
+        template = load_catalog_template()["settings"]["index"].get("refresh_interval")
+        self._set_refresh(index, "-1")
+        try:
+            yield
+        finally:
+            self._set_refresh(index, template)
+
+    def _set_refresh(self, index: str, value: str | None) -> None:
+        self.requests.call(
+            "set the refresh interval",
+            self.client.indices.put_settings,
+            index=index,
+            body={"index": {"refresh_interval": value}},
         )
 
     def generations(self) -> dict[str, int]:
