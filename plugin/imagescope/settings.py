@@ -177,6 +177,8 @@ class OpenSearchSettings(BaseModel):
     search_pipeline: str = "_none"
     max_retries: int = Field(default=5, ge=0)
     bulk_chunk_size: int = Field(default=500, ge=1)
+    #: Bulk requests in flight at once (the server builds HNSW graphs in parallel).
+    bulk_threads: int = Field(default=2, ge=1)
     #: First wait between retries of a transient failure (doubles each time, max 30 s).
     retry_backoff_s: float = Field(default=0.5, gt=0)
     #: Refresh the index after each write call, so the next search sees the writes.
