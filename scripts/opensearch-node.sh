@@ -18,7 +18,8 @@
 #            cluster of this script already running on the port is reused.
 #            Node i listens on HTTP port+i and transport transport-port+i.
 #            --with-ml loads ml-commons with remote connectors allowed to
-#            http(s)://127.0.0.1|localhost and models on any node.
+#            http(s)://127.0.0.1|localhost (private addresses allowed) and
+#            models on any node.
 #   stop     stop the nodes of the cluster on --port (TERM, then KILL after 30 s)
 #   status   print the URLs and exit 0 when the cluster answers, else exit 1
 #
