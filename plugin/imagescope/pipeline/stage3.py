@@ -51,7 +51,9 @@ def _item(
         instruction=instruction,
         reference=reference,
         candidate_vector=vectors.get(candidate.id),
-        reference_vector=vectors.get(reference_id) if reference and reference_id else None,
+        reference_vector=None
+        if reference is None or not reference_id
+        else vectors.get(reference_id),
     )
 
 
