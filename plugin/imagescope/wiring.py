@@ -133,7 +133,7 @@ def open(  # noqa: A001 - the public name is imagescope.open
     *,
     catalog: str | None = None,
     embedder: Embedder | None = None,
-    store: VectorStore | None = None,
+    store: VectorStore | dict[str, Any] | None = None,
     limits: ImageLimits | None = None,
     **overrides: Any,
 ) -> Engine:
@@ -141,9 +141,12 @@ def open(  # noqa: A001 - the public name is imagescope.open
 
     ``catalog="synthetic"`` searches the bundled synthetic catalog: drawn and
     indexed under ``data_dir/demo`` on first use, embedded with the bundled model
-    (no download). ``embedder``/``store``/``limits`` replace the configured ones;
-    the store is created or checked against the embedder's dimension.
+    (no download). ``embedder``/``store``/``limits`` objects replace the configured
+    ones (``store={...}`` is the settings section); the store is created or checked
+    against the embedder's dimension.
     """
+    if isinstance(store, dict):  # the settings section, not a store object
+        overrides["store"], store = store, None
     settings = with_overrides(settings or Settings(), **overrides)
     if catalog is not None:
         if catalog not in CATALOGS:

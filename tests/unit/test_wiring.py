@@ -164,3 +164,10 @@ def test_store_registry_names_the_known_kinds() -> None:
     assert isinstance(build_store(StoreSettings(kind="memory")), MemoryStore)
     with pytest.raises(ConfigError, match="use one of: embedded, memory, opensearch"):
         build_store(StoreSettings.model_construct(kind="nope"))
+
+
+def test_store_section_as_a_dict_is_a_settings_override() -> None:
+    settings = Settings.model_validate({"models": FAKE_MODELS})
+    with imagescope.open(settings, store={"kind": "memory"}, pipeline__limit=7) as engine:
+        assert engine.count() == 0 and engine.pipeline.limit == 7
+        assert engine.metadata_fields() == set()
