@@ -139,7 +139,9 @@ def test_upsert_is_idempotent_by_id(opensearch_store_factory):
 
 
 def test_bulk_writes_pause_refreshes_and_restore_them(opensearch_store_factory):
-    store = opensearch_store_factory(DIM, bulk_chunk_size=7, bulk_threads=3)
+    store = opensearch_store_factory(
+        DIM, bulk_chunk_size=7, bulk_threads=3, bulk_pause_refresh=True
+    )
     records = catalog(unit_vectors(50, seed=30))
     report = store.upsert(records)
     assert sorted(report.succeeded) == sorted(r.id for r in records) and not report.failed

@@ -263,10 +263,11 @@ class OpenSearchStore(VectorStore):
                 except InputError as exc:
                     rejected[str(record.id)] = str(exc)
 
-        # Managed indices skip refreshes during the bulk (one refresh after it);
-        # an adopted index's settings are never touched.
+        # bulk_pause_refresh: a managed index skips refreshes during the bulk (one
+        # refresh after it); an adopted index's settings are never touched.
+        pause = layout.managed and self.settings.bulk_pause_refresh
         paused = self.catalog.refresh_paused(self._index or self.alias)
-        with paused if layout.managed else nullcontext():
+        with paused if pause else nullcontext():
             report = self.requests.bulk("bulk upsert", actions())
         report.failed.update(rejected)
         self._after_write()
