@@ -179,6 +179,10 @@ class OpenSearchSettings(BaseModel):
     bulk_chunk_size: int = Field(default=500, ge=1)
     #: Bulk requests in flight at once (the server builds HNSW graphs in parallel).
     bulk_threads: int = Field(default=2, ge=1)
+    #: ``refresh_interval: -1`` on an index ImageScope created while it bulk-writes.
+    #: Off by default: with Lucene HNSW it tripled the node's CPU per document here
+    #: (graphs built over larger segments; benchmarks/bench_os_bulk.py).
+    bulk_pause_refresh: bool = False
     #: First wait between retries of a transient failure (doubles each time, max 30 s).
     retry_backoff_s: float = Field(default=0.5, gt=0)
     #: Refresh the index after each write call, so the next search sees the writes.
