@@ -43,6 +43,7 @@ if TYPE_CHECKING:
 
     from imagescope.ingest.runner import IngestReport
     from imagescope.ingest.sources import IngestItem
+    from imagescope.store.base import CatalogRecord
 
 
 def as_query(query: Query | str) -> Query:
@@ -187,6 +188,10 @@ class Engine:
     def count(self) -> int:
         """Images in the catalog."""
         return self.components.store.count()
+
+    def records(self, ids: Sequence[str]) -> list[CatalogRecord]:
+        """The catalog records of ``ids`` that exist, in the order asked (no vectors)."""
+        return self.components.store.get(list(ids))
 
     def metadata_fields(self) -> set[str]:
         """The metadata fields filters may use."""

@@ -170,4 +170,4 @@ def test_store_section_as_a_dict_is_a_settings_override() -> None:
     settings = Settings.model_validate({"models": FAKE_MODELS})
     with imagescope.open(settings, store={"kind": "memory"}, pipeline__limit=7) as engine:
         assert engine.count() == 0 and engine.pipeline.limit == 7
-        assert engine.metadata_fields() == set()
+        assert engine.metadata_fields() == set() and engine.records(["x"]) == []
