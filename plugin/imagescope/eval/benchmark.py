@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from imagescope.errors import InputError
-from imagescope.eval.metrics import MetricError, first_rank
+from imagescope.eval.metrics import MetricError, first_rank, percent_within
 from imagescope.schemas import ComposedQuery, DialogQuery, TextQuery
 
 logger = logging.getLogger(__name__)
@@ -270,6 +270,5 @@ def recall_by_group(
     for name, ranks in groups.items():
         prefix = "" if name == "all" else f"{name} "
         for k in ks:
-            hits = sum(r is not None and r <= k for r in ranks)
-            metrics[f"{prefix}R@{k}"] = 100.0 * hits / len(ranks)
+            metrics[f"{prefix}R@{k}"] = percent_within(ranks, k)
     return metrics

@@ -87,10 +87,11 @@ def recall_at_k(
     for index, (ranking, target) in enumerate(zip(rankings, targets, strict=True)):
         check_unique(ranking, query=index)
         ranks.append(first_rank(ranking, {target}))
-    return {k: _percent_within(ranks, k) for k in ks}
+    return {k: percent_within(ranks, k) for k in ks}
 
 
-def _percent_within(ranks: Sequence[int | None], k: int) -> float:
+def percent_within(ranks: Sequence[int | None], k: int) -> float:
+    """R@K in percent: the share of ranks within ``k`` (a rank of None is a miss)."""
     return 100.0 * sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
 
 
