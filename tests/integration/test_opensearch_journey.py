@@ -135,6 +135,7 @@ def test_adopt_search_ingest_backfill_without_touching_user_data(
     with pytest.raises(ConfigError, match="did you mean 'products-v1'"):
         open_engine(misspelt)
     mapping0, users0 = snapshot(client)
+    settings0 = client.indices.get_settings(index=INDEX)[INDEX]["settings"]
 
     with open_engine(settings) as engine:  # searching before adoption changes nothing
         engine.search(TextQuery(text="blue circles"), stages=[1])
@@ -152,6 +153,7 @@ def test_adopt_search_ingest_backfill_without_touching_user_data(
     assert {k: users[k] for k in users0} == users0  # every user field byte-identical
     assert mapping["properties"] == {**mapping0["properties"], **plan}
     assert set(mapping) == set(mapping0)  # no dynamic templates, no _meta added
+    assert client.indices.get_settings(index=INDEX)[INDEX]["settings"] == settings0
     docs = {d["_id"]: d["_source"] for d in helpers.scan(client, index=INDEX)}
     assert len(docs) == N_USER + N_NEW
     assert all(d.get("caption") and d.get("caption_vector") for d in docs.values())
