@@ -22,6 +22,7 @@ the verifier then judges it against the other images of the same call.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
@@ -285,10 +286,12 @@ def _in_phrase(words: list[str]) -> list[str] | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
 def question_to_contrast(question: str) -> Contrast:
     """The contrast a CLIP judge scores for a yes/no question (see the module doc).
 
-    An empty question raises ``InputError``.
+    An empty question raises ``InputError``. Results are cached (the judges ask
+    the same questions about every candidate, and across queries).
     """
     pair = question_to_statements(question)
     text = _clean(question).lower()
