@@ -293,7 +293,6 @@ def ingest(
     were new, updated, unchanged or failed.
     """
     from imagescope.ingest.changes import IngestManifest, store_scope
-    from imagescope.ingest.runner import ingest as run_ingest
     from imagescope.ingest.sources import read_folder, read_table
     from imagescope.wiring import open as open_engine
 
@@ -312,18 +311,10 @@ def ingest(
         open_engine(settings) as engine,
         IngestManifest(manifest_path, scope=scope, rewrite=force) as manifest,
     ):
-        c = engine.components
-        ids = c.model_ids()
+        ids = engine.model_ids()
         models = ",".join(f"{r}={ids[r]}" for r in ("embedder", "captioner") if r in ids)
-        report = run_ingest(
-            items,
-            store=c.store,
-            embedder=c.embedder,
-            captioner=c.captioner,
-            limits=limits,
-            batch_size=batch_size,
-            manifest=manifest,
-            models=models,
+        report = engine.ingest(
+            items, limits=limits, batch_size=batch_size, manifest=manifest, models=models
         )
     print_ingest_summary(console, report)
     for image_id, reason in list(report.failed.items())[:20]:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
-from imagescope.errors import ConfigError, ImageScopeError, InputError
+from imagescope.errors import ImageScopeError, InputError
 from imagescope.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -142,7 +142,6 @@ def backfill_captions(
     """
     from rich.progress import Progress
 
-    from imagescope.ingest.runner import backfill_captions as backfill
     from imagescope.wiring import open as open_engine
 
     settings = _settings()
@@ -150,22 +149,13 @@ def backfill_captions(
     limits = settings.images.model_copy(update={"allowed_roots": roots})
     done, failed, started = 0, 0, time.monotonic()
     with open_engine(settings, limits=limits) as engine:
-        components = engine.components
-        if components.captioner is None:
-            raise ConfigError(
-                "no captioner configured: set IMAGESCOPE_MODELS__CAPTIONER__KIND "
-                "(openai or vllm) and its endpoint or model"
-            )
-        store: OpenSearchStore = components.store  # type: ignore[assignment]
-        todo = store.count_without_caption()
+        engine.check_captioner()
+        todo = engine.count_without_caption()
         with Progress(console=err) as progress:
             task = progress.add_task("backfill captions", total=todo)
-            for ids in store.ids_without_caption(batch=batch_size):
-                report = backfill(
-                    store,
+            for ids in engine.ids_without_caption(batch=batch_size):
+                report = engine.backfill_captions(
                     ids,
-                    captioner=components.captioner,
-                    embedder=components.embedder,
                     limits=limits,
                     batch_size=batch_size,
                     overwrite=True,

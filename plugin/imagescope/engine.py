@@ -13,12 +13,13 @@ closes its store on exit.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imagescope.errors import ConfigError, InputError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.fusion import ScoredHit, fused_search
 from imagescope.pipeline.rerank import rerank
@@ -43,6 +44,7 @@ if TYPE_CHECKING:
 
     from imagescope.ingest.runner import IngestReport
     from imagescope.ingest.sources import IngestItem
+    from imagescope.models.base import Captioner
     from imagescope.store.base import CatalogRecord
 
 
@@ -205,6 +207,32 @@ class Engine:
         """A query's reference image (catalog id, path or URL) through the image guards."""
         return self.components.images.load(ref)
 
+    def ids_by_uri(self, uris: Sequence[str]) -> dict[str, str]:
+        """uri -> id of the stored records with those uris (``InputError`` when the
+        store cannot look records up by uri)."""
+        lookup = getattr(self.components.store, "ids_by_uri", None)
+        if lookup is None:
+            raise InputError("this catalog's store cannot look records up by uri; send ids")
+        found: dict[str, str] = lookup(list(uris))
+        return found
+
+    def count_without_caption(self) -> int:
+        """Records that have no ImageScope caption yet (OpenSearch stores)."""
+        count: int = self._store_scan("count_without_caption")()
+        return count
+
+    def ids_without_caption(self, *, batch: int = 500) -> Iterator[list[str]]:
+        """Ids of records without an ImageScope caption, ``batch`` at a time."""
+        ids: Iterator[list[str]] = self._store_scan("ids_without_caption")(batch=batch)
+        return ids
+
+    def _store_scan(self, name: str) -> Any:
+        scan = getattr(self.components.store, name, None)
+        if scan is None:
+            kind = type(self.components.store).__name__
+            raise ConfigError(f"the {kind} store cannot scan for records without a caption")
+        return scan
+
     def model_ids(self) -> dict[str, str]:
         """Role -> model id of every configured model."""
         return self.components.model_ids()
@@ -237,4 +265,38 @@ class Engine:
             skip_existing=skip_existing,
             progress=progress,
             **options,
+        )
+
+    def check_captioner(self) -> Captioner:
+        """The configured captioner (``ConfigError`` naming the setting when none is)."""
+        if self.components.captioner is None:
+            raise ConfigError(
+                "no captioner configured: set IMAGESCOPE_MODELS__CAPTIONER__KIND "
+                "(openai or vllm) and its endpoint or model"
+            )
+        return self.components.captioner
+
+    def backfill_captions(
+        self,
+        ids: Iterable[str],
+        *,
+        limits: ImageLimits,
+        batch_size: int = 32,
+        overwrite: bool = False,
+        progress: bool = True,
+    ) -> IngestReport:
+        """Caption stored records ``ids`` and write captions + caption vectors
+        (``ConfigError`` when no captioner is configured)."""
+        from imagescope.ingest.runner import backfill_captions
+
+        c = self.components
+        return backfill_captions(
+            c.store,
+            ids,
+            captioner=self.check_captioner(),
+            embedder=c.embedder,
+            limits=limits,
+            batch_size=batch_size,
+            overwrite=overwrite,
+            progress=progress,
         )

@@ -93,7 +93,7 @@ def get_preview(
         raise InputError(
             f"preview size must be at most {settings.api.max_thumbnail_side}; got {size}"
         )
-    image = engine.components.images.load(ImageRef(url=url))
+    image = engine.load_image(ImageRef(url=url))
     buffer = io.BytesIO()
     thumbnail(image, size).save(buffer, format="JPEG", quality=85)
     return Response(

@@ -140,7 +140,7 @@ def rerank_given(
     first = engine.stage1(text)
     candidates = [Candidate(id=i, score=0.0, stage1_rank=n + 1) for n, i in enumerate(ids)]
     given = SearchResult(candidates=candidates, trace=first.trace, stages=[1])
-    alpha = min(engine.pipeline.alpha, len(ids))
+    alpha = min(engine.request_settings().alpha, len(ids))
     request = engine.rerank_request(text, given, stages=stages, top_k=len(ids), alpha=alpha)
     return engine.rerank(request)
 
@@ -162,13 +162,10 @@ def explain(candidate: Candidate) -> str:
 
 def _resolve_ids(engine: Engine, body: ScoreRequest) -> list[str | None]:
     if body.ids is not None:
-        present = {r.id for r in engine.components.store.get(list(dict.fromkeys(body.ids)))}
+        present = {r.id for r in engine.records(list(dict.fromkeys(body.ids)))}
         return [i if i in present else None for i in body.ids]
     uris = list(body.uris or [])
-    lookup = getattr(engine.components.store, "ids_by_uri", None)
-    if lookup is None:
-        raise InputError("this catalog's store cannot look records up by uri; send ids")
-    found: dict[str, str] = lookup([u for u in uris if u])
+    found = engine.ids_by_uri([u for u in uris if u])
     return [found.get(u) if u else None for u in uris]
 
 
