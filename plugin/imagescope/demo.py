@@ -9,6 +9,8 @@ reranking.
 The embedder is the one the settings name when they name one
 (``IMAGESCOPE_MODELS__EMBEDDER__...``), else the bundled ImageScope-Synth CLIP
 trained on synthetic catalogs (``bundled:synthetic``; no download).
+Likewise the verifier and evaluator are the configured ones when named, else
+the learned ImageScope-Judge (kind ``learned``), trained on synthetic scenes.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from rich.table import Table
 from imagescope.engine import Engine, check_stages
 from imagescope.models.base import Embedder
 from imagescope.schemas import SearchResult
-from imagescope.settings import Settings
+from imagescope.settings import RoleSettings, Settings
 from imagescope.synthetic.catalog import make_catalog
 from imagescope.synthetic.queries import SyntheticQuery, make_queries
 from imagescope.wiring import load_embedder, open_synthetic, with_embedder_model
@@ -69,13 +71,24 @@ def _outcome(engine: Engine, query: SyntheticQuery, stages: list[int]) -> DemoOu
     )
 
 
+def with_learned_judges(settings: Settings) -> Settings:
+    """The learned ImageScope-Judge as verifier and evaluator unless the settings name one."""
+    models = settings.models
+    update = {
+        role: RoleSettings(kind="learned")
+        for role in ("verifier", "evaluator")
+        if role not in models.model_fields_set
+    }
+    return settings.model_copy(update={"models": models.model_copy(update=update)})
+
+
 def run_demo(
     settings: Settings, *, n: int = 400, seed: int = 0, stages: list[int] | None = None
 ) -> tuple[DemoEmbedder, list[DemoOutcome]]:
     wanted = check_stages(stages or [1, 2, 3])
     chosen = choose_embedder(settings)
     with open_synthetic(
-        settings, embedder=chosen.embedder, n=n, seed=seed, progress=True
+        with_learned_judges(settings), embedder=chosen.embedder, n=n, seed=seed, progress=True
     ) as engine:
         queries = make_queries(make_catalog(n, seed=seed), n_per_kind=1, seed=seed)
         outcomes = [_outcome(engine, query, wanted) for query in queries]

@@ -363,7 +363,7 @@ def test_benchmark_reports_recall_and_cost_per_stage(
     assert cost["1"]["reasoner_calls"] >= 1 and cost["1"]["verifier_calls"] == 0
     assert cost["2"]["verifier_calls"] == 1 and cost["2"]["questions"] >= 5
     assert 1 <= cost["3"]["evaluator_calls"] <= 2
-    assert report["models"]["verifier"].startswith("clip-verifier:open_clip:ImageScope-Synth")
+    assert report["models"]["verifier"].startswith("learned:ImageScope-Judge")
     for outcome in report["per_query"]:
         assert set(outcome["ranks"]) == {"clip", "1", "1+2", "1+2+3"}
         for value in outcome["signal"].values():

@@ -10,7 +10,8 @@ It answers a question yes only when everything the question states holds
 - :class:`LearnedEvaluator`: P(accept) from the pair head, on (reference or
   none, candidate, instruction); the reason lists the checks behind it: each
   clause of an edit instruction judged alone on the pair, and, without a
-  reference, each attribute the instruction names asked of the candidate.
+  reference, each attribute the instruction names asked of the candidate
+  (then every one of them must hold too).
 """
 
 from __future__ import annotations
@@ -132,9 +133,10 @@ class LearnedEvaluator(Evaluator):
         return [_Check(f"{n} {v}", p) for (n, v), p in zip(named.items(), scores, strict=True)]
 
     def _verdict(self, item: EvaluationItem, p: float, checks: list[_Check]) -> Evaluation:
-        accepted = p >= self.threshold
         passed = [c.text for c in checks if c.p >= self.threshold]
         failed = [c.text for c in checks if c.p < self.threshold]
+        # Without a reference the checks are the request's own attributes: all must hold.
+        accepted = p >= self.threshold and (item.reference is not None or not failed)
         parts = [f"P(accept)={p:.2f}"]
         if passed:
             parts.append("holds: " + "; ".join(passed))

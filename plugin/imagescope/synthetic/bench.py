@@ -5,8 +5,9 @@
    ``ingest``) into a store: the embedded store by default, or a MemoryStore.
 2. Draw queries of the three kinds with exact ground truth
    (:mod:`imagescope.synthetic.queries`).
-3. Run every query through the engine with the CPU backends (RuleReasoner,
-   ClipVerifier and ClipEvaluator on the tiny ImageScope-Synth CLIP): stage 1,
+3. Run every query through the engine with the CPU backends (RuleReasoner on
+   the tiny ImageScope-Synth CLIP; verifier and evaluator: the learned
+   ImageScope-Judge by default, ``judge="clip"`` for the CLIP zero-shot judges): stage 1,
    then stage 2 on the stage-1 result, then stage 3 on the stage-2 result, so
    each stage's ranking and cost is read off separately. (Running stage 3 on
    the stage-2 result is exactly what a [2, 3] rerank does.)
@@ -76,13 +77,16 @@ class BenchConfig:
     limit: int | None = None
     tau: float | None = None
     ks: tuple[int, ...] = (1, 5, 10)
+    #: Verifier and evaluator kind: ``learned`` (ImageScope-Judge) or ``clip`` (zero-shot).
+    judge: Literal["learned", "clip"] = "learned"
 
     def settings(self) -> Settings:
-        """The CPU backends (rule reasoner, CLIP judges) with this config's knobs."""
+        """The CPU backends (rule reasoner, the judges) with this config's knobs."""
         knobs = {"top_k": self.top_k, "alpha": self.alpha, "limit": self.limit, "tau": self.tau}
+        judge = {"kind": self.judge}
         return Settings.model_validate(
             {
-                "models": {"reasoner": {"kind": "rule"}, "verifier": {"kind": "clip"}},
+                "models": {"reasoner": {"kind": "rule"}, "verifier": judge, "evaluator": judge},
                 "pipeline": {k: v for k, v in knobs.items() if v is not None},
             }
         )

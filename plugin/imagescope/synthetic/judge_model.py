@@ -43,6 +43,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 SHIPPED_JUDGE = WEIGHTS_DIR / f"{MODEL_NAME}.safetensors"
 IMAGE_SIZE = 64
 PAD, UNK = 0, 1
+#: Number of values of each attribute, in catalog order.
+GROUPS = [len(values) for values in VALUES.values()]
 _MEAN, _STD = 0.5, 0.25
 
 
@@ -89,8 +91,15 @@ class JudgeNet(nn.Module):
         self.attended_out = nn.Linear(w, w)
         self.verify_head = _head(4 * w)
         self.pair_head = _head(10 * w + 1)
-        #: Auxiliary: every attribute's value read from the pooled grid (training signal).
-        self.attribute_head = nn.Linear(2 * w, sum(len(v) for v in VALUES.values()))
+        #: Every attribute's value read from the pooled grid (trained first, then frozen).
+        self.attribute_head = nn.Linear(2 * w, sum(GROUPS))
+        #: From the text: the wanted value of each attribute and whether it is asked at all,
+        #: and (with a reference) how each attribute's value maps from reference to target.
+        self.wanted = nn.Linear(w, sum(GROUPS))
+        self.asked = nn.Linear(w, len(GROUPS))
+        self.edit = nn.Linear(w, sum(g * g for g in GROUPS))
+        self.scale = nn.Parameter(torch.tensor([2.0, 2.0]))
+        self.bias = nn.Parameter(torch.tensor([2.0, 2.0]))
 
     def encode_images(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, 64, 64) -> (n, 64, width) grid cells."""
@@ -121,10 +130,39 @@ class JudgeNet(nn.Module):
         logits: torch.Tensor = self.attribute_head(torch.cat([cells.mean(1), cells.amax(1)], 1))
         return logits
 
+    def attributes(self, cells: torch.Tensor) -> list[torch.Tensor]:
+        """Per attribute, the probability of each value (n, values), catalog order."""
+        return [p.softmax(1) for p in torch.split(self.attribute_logits(cells), GROUPS, dim=1)]
+
+    def _matches(self, seen: list[torch.Tensor], target: list[torch.Tensor]) -> torch.Tensor:
+        """(n, attributes) log P(the image's value is the target value)."""
+        return torch.stack(
+            [torch.log((s * t).sum(1).clamp(min=1e-6)) for s, t in zip(seen, target, strict=True)],
+            1,
+        )
+
+    def _described(self, cells: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Sum over the attributes the text asks about of log P(match)."""
+        target = [w.softmax(1) for w in torch.split(self.wanted(text), GROUPS, dim=1)]
+        asked = torch.sigmoid(self.asked(text))
+        return (asked * self._matches(self.attributes(cells), target)).sum(1)
+
     def verify_logits(self, cells: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """Yes when every asked attribute matches, plus a learned residual on attention."""
         seen = self.read(cells, text)
-        logits: torch.Tensor = self.verify_head(torch.cat([seen, text], 1))
-        return logits.squeeze(1)
+        residual: torch.Tensor = self.verify_head(torch.cat([seen, text], 1)).squeeze(1)
+        return self.bias[0] + self.scale[0] * self._described(cells, text) + residual
+
+    def _edited(
+        self, candidate: torch.Tensor, reference: torch.Tensor, text: torch.Tensor
+    ) -> torch.Tensor:
+        """Sum of log P(match) of the candidate against the reference mapped by the edit."""
+        maps = torch.split(self.edit(text), [g * g for g in GROUPS], dim=1)
+        target = [
+            torch.bmm(r.unsqueeze(1), m.view(-1, g, g).softmax(2)).squeeze(1)
+            for r, m, g in zip(self.attributes(reference), maps, GROUPS, strict=True)
+        ]
+        return self._matches(self.attributes(candidate), target).sum(1)
 
     def pair_logits(
         self,
@@ -133,17 +171,25 @@ class JudgeNet(nn.Module):
         has_ref: torch.Tensor,
         text: torch.Tensor,
     ) -> torch.Tensor:
-        """``reference`` cells are ignored (zeroed) where ``has_ref`` is 0."""
+        """Accept when the candidate is the reference edited as the text says (or, without
+        a reference, when it is what the text describes); ``has_ref`` 0 ignores ``reference``."""
         seen = self.read(candidate, text)
         ref = self.read(reference, text) * has_ref.unsqueeze(1)
         diff = (seen - ref).abs() * has_ref.unsqueeze(1)
         features = torch.cat([seen, ref, diff, text, has_ref.unsqueeze(1)], 1)
-        logits: torch.Tensor = self.pair_head(features)
-        return logits.squeeze(1)
+        residual: torch.Tensor = self.pair_head(features).squeeze(1)
+        symbolic = has_ref * self._edited(candidate, reference, text) + (1 - has_ref) * (
+            self._described(candidate, text)
+        )
+        return self.bias[1] + self.scale[1] * symbolic + residual
 
 
 def _head(width_in: int) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(width_in, 256), nn.GELU(), nn.Linear(256, 1))
+    """A residual head; its last layer starts at zero."""
+    out = nn.Linear(256, 1)
+    nn.init.zeros_(out.weight)
+    nn.init.zeros_(out.bias)
+    return nn.Sequential(nn.Linear(width_in, 256), nn.GELU(), out)
 
 
 # --------------------------------------------------------------------------- text and pixels

@@ -64,17 +64,17 @@ class JudgeTrainConfig:
     pool_seed: int = 1515
     seed: int = 15
     #: Phase 1: steps of attribute reading, on batches of ``image_batch`` images.
-    attribute_steps: int = 600
+    attribute_steps: int = 400
     image_batch: int = 96
     #: Phase 2 (image encoder frozen): steps of question answering.
-    steps: int = 3000
+    steps: int = 1200
     verify_batch: int = 128
     pair_batch: int = 64
     lr: float = 2e-3
     weight_decay: float = 0.01
     warmup_steps: int = 100
     width: int = 128
-    threads: int | None = 1
+    threads: int | None = 2
     eval_items: int = 1500
 
     def __post_init__(self) -> None:
@@ -142,6 +142,8 @@ class _Data:
         return out[:n]
 
     def pairs(self, n: int) -> list[Sample]:
+        """Composed and described pairs, in runs: the kind drawn next is set by the
+        parity of the samples so far (the sampler the shipped weights were trained with)."""
         out: list[Sample] = []
         makers: tuple[Maker, ...] = (composed_samples, described_samples)
         while len(out) < n:
@@ -256,12 +258,30 @@ def read_attributes(net: JudgeNet, data: _Data, config: JudgeTrainConfig, start:
         loss = attribute_loss(net, cells, data.codes[index.numpy()])
         losses.append(_step(loss, optimizer, scheduler))
         _log("attributes", step, config.attribute_steps, losses, start)
-    for param in params:
+    for param in [*params, *net.attribute_head.parameters()]:
         param.requires_grad_(False)
 
 
-def train_judge(path: Path, config: JudgeTrainConfig | None = None) -> JudgeTrainReport:
-    """Train from scratch with the config's seeds, save weights and the training card."""
+def reuse_encoder(net: JudgeNet, path: Path) -> None:
+    """Phase 1 taken from another judge file (same sizes): image encoder and attribute head."""
+    from safetensors.torch import load_file
+
+    prefixes = ("cnn.", "cnn_out.", "cells", "attribute_head.")
+    state = {k: v.float() for k, v in load_file(str(path)).items() if k.startswith(prefixes)}
+    missing = [k for k in net.state_dict() if k.startswith(prefixes) and k not in state]
+    if missing:
+        raise InputError(f"{path} has no {missing[:3]}...; train phase 1 (drop --encoder-from)")
+    net.load_state_dict(state, strict=False)
+    for name, param in net.named_parameters():
+        if name.startswith(prefixes):
+            param.requires_grad_(False)
+
+
+def train_judge(
+    path: Path, config: JudgeTrainConfig | None = None, *, encoder_from: Path | None = None
+) -> JudgeTrainReport:
+    """Train from scratch with the config's seeds (``encoder_from``: phase 1 from that
+    file), save weights and the training card."""
     config = config or JudgeTrainConfig()
     start = time.perf_counter()
     report = JudgeTrainReport(path=path, config=config)
@@ -274,7 +294,10 @@ def train_judge(path: Path, config: JudgeTrainConfig | None = None) -> JudgeTrai
         log.info("drew %d pool images in %.1fs", config.pool_items, time.perf_counter() - start)
         vocab = build_vocabulary(data)
         net = JudgeNet(JudgeConfig(vocab_size=len(vocab), width=config.width))
-        read_attributes(net, data, config, start)
+        if encoder_from is None:
+            read_attributes(net, data, config, start)
+        else:
+            reuse_encoder(net, encoder_from)
         data.freeze(net)
         trainable = [p for p in net.parameters() if p.requires_grad]
         optimizer, scheduler = _optimizer(trainable, config, config.steps)
@@ -305,7 +328,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--steps", type=int, default=JudgeTrainConfig.steps)
     parser.add_argument("--attribute-steps", type=int, default=JudgeTrainConfig.attribute_steps)
     parser.add_argument("--pool-items", type=int, default=JudgeTrainConfig.pool_items)
-    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--encoder-from", type=Path, default=None, help="skip phase 1: a judge file's encoder"
+    )
+    parser.add_argument("--threads", type=int, default=JudgeTrainConfig.threads)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     config = JudgeTrainConfig(
@@ -314,7 +340,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         pool_items=args.pool_items,
         threads=args.threads,
     )
-    report = train_judge(args.out, config)
+    report = train_judge(args.out, config, encoder_from=args.encoder_from)
     sys.stdout.write(json.dumps(report.summary(), indent=2) + "\n")
     return 0
 
