@@ -38,6 +38,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from imagescope.errors import ForbiddenSourceError, ImageError, ImageTooLargeError
 from imagescope.ingest.fetch import byte_limit_error, fetch_url
+from imagescope.models.image_data import image_to_data_url as image_to_data_url
+from imagescope.models.image_data import to_rgb
 from imagescope.schemas import ImageRef
 from imagescope.settings import ImageLimits
 
@@ -47,7 +49,6 @@ ImageSource = ImageRef | str | bytes | Path
 
 #: Formats decoded from untrusted bytes; everything else is refused.
 DECODABLE_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-_DATA_URL_MIME = {"JPEG": "image/jpeg", "PNG": "image/png", "WEBP": "image/webp"}
 _ROOTS_HINT = (
     "put the image under one of the allowed image folders "
     "(IMAGESCOPE_IMAGES__ALLOWED_ROOTS; empty means the current directory) "
@@ -213,7 +214,7 @@ def decode_image(data: bytes, *, limits: ImageLimits) -> Image.Image:
     try:
         image.load()
         ImageOps.exif_transpose(image, in_place=True)
-        return _to_rgb(image)
+        return to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ImageTooLargeError(f"image is too large to decode safely: {exc}") from exc
     except Exception as exc:  # PIL's decoders raise many types on malformed input
@@ -250,19 +251,6 @@ def _decodable_formats() -> tuple[str, ...]:
     return tuple(name for name in DECODABLE_FORMATS if name in Image.OPEN)
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB, with any transparency flattened onto white."""
-    if image.mode == "RGB" and "transparency" not in image.info:
-        return image
-    has_alpha = image.mode in {"RGBA", "LA", "PA", "RGBa", "La"} or "transparency" in image.info
-    if not has_alpha:
-        return image.convert("RGB")
-    rgba = image.convert("RGBA")
-    flattened = Image.new("RGB", rgba.size, (255, 255, 255))
-    flattened.paste(rgba, mask=rgba.getchannel("A"))
-    return flattened
-
-
 # --------------------------------------------------------------------------- helpers
 
 
@@ -280,18 +268,3 @@ def thumbnail(image: Image.Image, max_side: int) -> Image.Image:
     scale = max_side / longest
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     return image.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
-
-
-def image_to_data_url(image: Image.Image, fmt: str = "JPEG", *, quality: int = 90) -> str:
-    """Encode ``image`` as a ``data:`` URL (JPEG, PNG or WEBP), for chat models and the API."""
-    name = fmt.upper().replace("JPG", "JPEG")
-    if name not in _DATA_URL_MIME:
-        raise ValueError(
-            f"unsupported data URL format {fmt!r}; use one of {sorted(_DATA_URL_MIME)}"
-        )
-    if name == "JPEG" and image.mode not in {"RGB", "L"}:
-        image = _to_rgb(image)
-    buffer = io.BytesIO()
-    image.save(buffer, format=name, quality=quality)
-    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
-    return f"data:{_DATA_URL_MIME[name]};base64,{encoded}"

@@ -30,8 +30,8 @@ from tenacity import (
 )
 
 from imagescope.errors import ConfigError, ModelBackendError
-from imagescope.ingest.images import image_to_data_url
 from imagescope.models.base import ChatModel, ChatReply, ChatRequest
+from imagescope.models.image_data import image_to_data_url
 from imagescope.models.profiles import ModelProfile, profile_for
 from imagescope.models.prompts import add_logprob
 from imagescope.settings import ChatEndpoint
