@@ -3,8 +3,9 @@
 A procedurally drawn catalog (``--items``, default 2,000) is ingested through
 ``catalog.csv`` into the embedded store (or ``--store memory``); ``--queries``
 queries of each kind (text, composed, dialog) with exact ground truth run
-through the engine with the CPU backends: RuleReasoner, ClipVerifier and
-ClipEvaluator on the tiny ImageScope-Synth CLIP. Rankings are scored after
+through the engine with the CPU backends: RuleReasoner on the tiny
+ImageScope-Synth CLIP, and as verifier and evaluator the learned
+ImageScope-Judge (``--judge clip``: ClipVerifier and ClipEvaluator). Rankings are scored after
 stage 1, 1+2 and 1+2+3, beside a plain CLIP baseline and chance; costs
 (seconds, model calls, verifier questions) are the per-query means of each
 stage, read from the result traces; the judges' signal compares how they treat
@@ -51,6 +52,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--store", choices=("embedded", "memory"), default="embedded")
     parser.add_argument("--top-k", type=int, default=None, help="default: the settings'")
     parser.add_argument("--alpha", type=int, default=None, help="default: the settings'")
+    parser.add_argument(
+        "--judge", choices=("learned", "clip"), default="learned", help="verifier and evaluator"
+    )
     parser.add_argument("--checkpoint", type=Path, default=None, help="an ImageScope-Synth file")
     parser.add_argument("--train", action="store_true", help="train a fresh checkpoint first")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads")
@@ -71,6 +75,7 @@ def main() -> None:
         store=args.store,
         top_k=args.top_k,
         alpha=args.alpha,
+        judge=args.judge,
     )
     with tempfile.TemporaryDirectory(prefix="imagescope-synth-") as tmp:
         work = Path(tmp)
