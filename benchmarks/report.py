@@ -112,8 +112,22 @@ def jobs_rows() -> Iterator[Row]:
     ]
 
 
+def bulk_rows() -> Iterator[Row]:
+    """OpenSearch bulk ingest (``bench_os_bulk.py``): throughput, so the ratio is inverted."""
+    r = _load("os-bulk.json")
+    if r is None or r.get("baseline") != "opensearch_py":
+        return
+    yield [
+        f"OpenSearch bulk ingest, {_n(r['n'])} x {r['dim']}",
+        f"{r['project']['docs_per_s']:.0f} docs/s",
+        f"opensearch-py parallel_bulk: {r['opensearch_py']['docs_per_s']:.0f} docs/s",
+        f"{r['ratio']:.2f} (docs/s, project / baseline)",
+        "os-bulk.json",
+    ]
+
+
 #: Row builders in table order; a benchmark adds its own here.
-SECTIONS: list[Callable[[], Iterator[Row]]] = [query_rows, knn_rows, jobs_rows]
+SECTIONS: list[Callable[[], Iterator[Row]]] = [query_rows, knn_rows, bulk_rows, jobs_rows]
 
 
 def table() -> str:
