@@ -49,7 +49,6 @@ from numpy.typing import NDArray
 from imagescope.errors import (
     ConfigError,
     DimensionMismatchError,
-    InputError,
     StoreUnavailableError,
 )
 from imagescope.schemas import Filters
@@ -250,11 +249,8 @@ class EmbeddedStore(VectorStore):
         k: int,
         filters: Filters | None = None,
     ) -> list[list[Hit]]:
-        """Per query, the ``k`` allowed vectors of ``field`` most similar to it."""
-        if field not in VECTOR_FIELDS:
-            raise InputError(f"unknown vector field {field!r}; use 'image' or 'caption'")
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
+        """Per query, the ``k`` allowed vectors of ``field`` most similar to it
+        (``field`` and ``k`` are checked by ``VectorStore``)."""
         with self._reading():
             if self.dim is None:
                 validate_filters(filters, set())

@@ -376,10 +376,9 @@ class OpenSearchStore(VectorStore):
     ) -> list[list[Hit]]:
         """Up to ``k`` hits per query vector, best first (similarity desc, id asc).
 
-        Scores are exact similarities in the field's space (see the module docstring).
+        Scores are exact similarities in the field's space (see the module docstring);
+        ``field`` and ``k`` are checked by ``VectorStore``.
         """
-        if k < 1:
-            raise InputError(f"k must be at least 1, got {k}")
         layout, dim = self._require_layout()
         queries = check_query_vectors(vectors, dim)
         paths = self._filter_paths(filters)
