@@ -195,3 +195,14 @@ def test_server_rejects_requests_it_cannot_answer(server: TestClient) -> None:
     response = server.post("chat/completions", json=body)
     assert response.status_code == 400 and "no text" in response.json()["error"]["message"]
     assert server.get("models").json()["data"][0]["id"] == MODEL_NAME
+
+
+def test_demo_uses_the_learned_judge_unless_the_settings_name_one() -> None:
+    from imagescope.demo import with_learned_judges
+    from imagescope.settings import Settings
+
+    default = with_learned_judges(Settings.model_validate({}))
+    assert default.models.verifier.kind == "learned" and default.models.evaluator.kind == "learned"
+    named = Settings.model_validate({"models": {"verifier": {"kind": "clip"}}})
+    chosen = with_learned_judges(named)
+    assert chosen.models.verifier.kind == "clip" and chosen.models.evaluator.kind == "learned"
