@@ -106,6 +106,7 @@ def _summary(result: SearchResult) -> list[tuple[Any, ...]]:
     ]
 
 
+@pytest.mark.slow  # runs stages 1-3 with the CLIP judges over an 80-image gallery
 @pytest.mark.parametrize("early_exit", [True, False])
 def test_vector_reuse_ranks_exactly_as_reencoding(
     gallery: tuple[MemoryStore, ImageLimits, Embedder], early_exit: bool
