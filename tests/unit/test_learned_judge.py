@@ -79,6 +79,7 @@ def test_training_never_draws_the_benchmark_catalog_or_queries() -> None:
         JudgeTrainConfig(pool_seed=bench.catalog_seed)
 
 
+@pytest.mark.slow  # trains the judge (two steps, plus data generation and its eval)
 def test_a_short_run_writes_weights_with_their_vocabulary(tmp_path: Path) -> None:
     path = tmp_path / "judge.safetensors"
     report = train_judge(path, JudgeTrainConfig(pool_items=150, steps=2, eval_items=60))
