@@ -5,17 +5,14 @@ from __future__ import annotations
 import socket
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 
 import pytest
-import redis
 
 from imagescope.errors import JobBackendError
 from imagescope.jobs.base import JobRecord, StoreJobBackend, store_key
-from imagescope.jobs.redis_store import RedisJobStore, connect
+from imagescope.jobs.redis_store import RedisJobStore
 from imagescope.schemas import JobState, RerankRequest
-from tests.fixtures.redis import RedisServer, free_port
+from tests.fixtures.redis import free_port
 from tests.unit.test_jobs import make_components, make_request
 from tests.unit.test_jobs_tenancy import (
     check_idempotent_resubmit,
@@ -33,53 +30,41 @@ class QueueOnly(StoreJobBackend):
         return None
 
 
-@pytest.fixture
-def client(redis_server: RedisServer) -> Iterator[redis.Redis]:
-    connection = connect(redis_server.url())
-    yield connection
-    connection.close()
-
-
-@pytest.fixture
-def store(client: redis.Redis) -> RedisJobStore:
-    return RedisJobStore(client, prefix=f"h-{uuid.uuid4().hex[:8]}:", result_ttl_s=120)
-
-
 @pytest.fixture(scope="module")
 def request_() -> RerankRequest:
     return make_request(make_components())
 
 
 def test_redis_jobs_are_scoped_to_their_owner(
-    store: RedisJobStore, request_: RerankRequest
+    job_store: RedisJobStore, request_: RerankRequest
 ) -> None:
-    check_owner_scoping(QueueOnly(store), request_)
-    record = store.get(store_key("tenant-a", "order-1"))
+    check_owner_scoping(QueueOnly(job_store), request_)
+    record = job_store.get(store_key("tenant-a", "order-1"))
     assert record.deleted and record.state is JobState.CANCELLED
-    assert 0 < store._client.ttl(store.key(record.id)) <= 120  # deleted records expire
+    assert 0 < job_store._client.ttl(job_store.key(record.id)) <= 120  # deleted records expire
 
 
 def test_redis_resubmit_is_idempotent_on_client_input(
-    store: RedisJobStore, request_: RerankRequest
+    job_store: RedisJobStore, request_: RerankRequest
 ) -> None:
-    check_idempotent_resubmit(QueueOnly(store), request_)
+    check_idempotent_resubmit(QueueOnly(job_store), request_)
 
 
 def test_redis_open_jobs_per_owner_are_bounded(
-    store: RedisJobStore, request_: RerankRequest
+    job_store: RedisJobStore, request_: RerankRequest
 ) -> None:
-    jobs = QueueOnly(store, max_open=2)
+    jobs = QueueOnly(job_store, max_open=2)
     check_open_job_limit(jobs, request_)
-    key = next(k for k in store.open_ids() if k.startswith("t~"))
-    store.finish(key, state=JobState.SUCCEEDED, result=request_.stage1)
+    key = next(k for k in job_store.open_ids() if k.startswith("t~"))
+    job_store.finish(key, state=JobState.SUCCEEDED, result=request_.stage1)
     jobs.submit(request_, owner="t")  # a finished job frees its slot
 
 
-def test_finished_jobs_expire(store: RedisJobStore, request_: RerankRequest) -> None:
-    store.create(JobRecord.new("a", request_))
-    assert store._client.ttl(store.key("a")) == -1  # open: kept
-    store.finish("a", state=JobState.FAILED, error="x")
-    assert 0 < store._client.ttl(store.key("a")) <= 120
+def test_finished_jobs_expire(job_store: RedisJobStore, request_: RerankRequest) -> None:
+    job_store.create(JobRecord.new("a", request_))
+    assert job_store._client.ttl(job_store.key("a")) == -1  # open: kept
+    job_store.finish("a", state=JobState.FAILED, error="x")
+    assert 0 < job_store._client.ttl(job_store.key("a")) <= 120
 
 
 class SilentServer:
