@@ -12,18 +12,22 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from imagescope.cli_opensearch import app as opensearch_app
-from imagescope.cli_output import limited, print_empty, print_ingest_summary, print_result
-from imagescope.errors import ConfigError, ImageScopeError, InputError
+from imagescope.cli_output import (
+    friendly_errors,
+    limited,
+    print_empty,
+    print_ingest_summary,
+    print_result,
+)
+from imagescope.errors import ConfigError, InputError
 from imagescope.schemas import (
     ComposedQuery,
     DialogQuery,
@@ -50,21 +54,6 @@ console = Console()
 err_console = Console(stderr=True)
 _API_DEFAULTS = ApiSettings()
 app.add_typer(opensearch_app, name="opensearch")
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    """Turn ImageScopeError into a one-line message and a non-zero exit."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ImageScopeError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 @app.callback()

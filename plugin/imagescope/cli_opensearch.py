@@ -17,15 +17,14 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
-from imagescope.errors import ImageScopeError, InputError
+from imagescope.cli_output import friendly_errors
+from imagescope.errors import InputError
 from imagescope.settings import Settings, get_settings
 
 if TYPE_CHECKING:
@@ -38,21 +37,6 @@ app = typer.Typer(
     add_completion=False,
 )
 err = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def friendly_errors(func: F) -> F:
-    """ImageScopeError -> one line on stderr; exit 2 (bad input) or 1 (backend)."""
-
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ImageScopeError as exc:
-            err.print(f"[bold red]error:[/] {exc}")
-            raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings() -> Settings:

@@ -2,17 +2,38 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from functools import wraps
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, TypeVar
 
+import typer
 from rich.console import Console
 from rich.table import Table
 
+from imagescope.errors import ImageScopeError, InputError
 from imagescope.schemas import Candidate, SearchResult
 
 if TYPE_CHECKING:
     from imagescope.ingest.runner import IngestReport
+
+F = TypeVar("F", bound=Callable[..., Any])
+_ERRORS = Console(stderr=True)
+
+
+def friendly_errors(func: F) -> F:
+    """ImageScopeError -> one line on stderr; exit 2 (bad input) or 1 (backend)."""
+
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ImageScopeError as exc:
+            _ERRORS.print(f"[bold red]error:[/] {exc}")
+            raise typer.Exit(2 if isinstance(exc, InputError) else 1) from None
+
+    return wrapper  # type: ignore[return-value]
+
 
 #: What each model role does, in plain words (as the search page says it).
 ROLE_WORDS = {
