@@ -378,8 +378,10 @@ class StoreJobBackend(JobBackend):
     def wait(
         self, job_id: str, timeout_s: float, *, owner: str = PUBLIC_OWNER, admin: bool = False
     ) -> JobStatus:
-        key = self._readable(job_id, owner, admin).id
-        return self.store.wait(key, timeout_s).status()
+        record = self._readable(job_id, owner, admin)
+        if record.final or timeout_s <= 0:
+            return record.status()
+        return self.store.wait(record.id, timeout_s).status()
 
     def ping(self) -> None:
         self.store.ping()

@@ -52,16 +52,16 @@ _FINAL = "local final = {succeeded=true, failed=true, cancelled=true}\n"
 _CREATE = (
     _NOW
     + """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('EXISTS', KEYS[1]) == 1 then return {0, redis.call('HGETALL', KEYS[1])} end
 if tonumber(ARGV[4]) > 0 and redis.call('SCARD', KEYS[3]) >= tonumber(ARGV[4]) then
-  return -2
+  return {-2, {}}
 end
 redis.call('HSET', KEYS[1], 'id', ARGV[1], 'request', ARGV[2], 'digest', ARGV[3],
   'state', 'queued', 'progress', 0, 'created_at', now, 'updated_at', now,
   'enqueued_at', now, 'heartbeat_at', 0, 'attempts', 0, 'result_writes', 0)
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SADD', KEYS[3], ARGV[1])
-return 1
+return {1, redis.call('HGETALL', KEYS[1])}
 """
 )
 
@@ -75,7 +75,7 @@ if state == 'queued' or (state == 'running' and silent > tonumber(ARGV[2])) then
   redis.call('HSET', KEYS[1], 'state', 'running', 'heartbeat_at', now, 'updated_at', now,
     'worker', ARGV[1])
   redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-  return 1
+  return redis.call('HGETALL', KEYS[1])
 end
 return 0
 """
@@ -170,6 +170,16 @@ return 1
 )
 
 
+try:  # redis-py >= 8
+    from redis.driver_info import DriverInfo
+
+    #: No CLIENT SETINFO on connect: two round trips on every new connection
+    #: (and each wait's pub/sub connection is a new one).
+    _NO_SETINFO: dict[str, Any] = {"driver_info": DriverInfo(name=None, lib_version=None)}
+except ImportError:  # pragma: no cover - older redis-py
+    _NO_SETINFO = {"lib_name": None, "lib_version": None}
+
+
 def connect(url: str, *, retry_for_s: float = 15.0, fail_fast: bool = False) -> redis.Redis:
     """A client that retries connection errors with backoff for about ``retry_for_s``;
     ``fail_fast``: ~1 s connect and operation timeouts and no retry."""
@@ -182,12 +192,18 @@ def connect(url: str, *, retry_for_s: float = 15.0, fail_fast: bool = False) -> 
         socket_timeout=1.0 if fail_fast else 10.0,
         health_check_interval=15,
         decode_responses=False,
+        **_NO_SETINFO,
     )
 
 
 def _text(raw: Mapping[Any, Any], name: str, default: str = "") -> str:
     value = raw.get(name.encode())
     return default if value is None else bytes(value).decode()
+
+
+def _pairs(flat: list[Any]) -> dict[Any, Any]:
+    """A hash as a script returns it (``HGETALL``: name, value, ...) as a mapping."""
+    return dict(zip(flat[::2], flat[1::2], strict=True))
 
 
 def _record(raw: Mapping[Any, Any]) -> JobRecord:
@@ -291,10 +307,13 @@ class RedisJobStore(JobStore):
 
     def create(self, record: JobRecord, *, max_open: int = 0) -> tuple[JobRecord, bool]:
         request = record.request.model_dump_json()
-        created = self._run("create", record.id, record.id, request, record.digest, max_open)
+        # The script answers with the stored record: no read after the write.
+        created, fields = self._run(
+            "create", record.id, record.id, request, record.digest, max_open
+        )
         if created == -2:
             raise TooManyJobsError(too_many(max_open))
-        return self.get(record.id), bool(created)
+        return _record(_pairs(fields)), bool(created)
 
     def get(self, job_id: str) -> JobRecord:
         raw = self._call("read a job", lambda: self._client.hgetall(self.key(job_id)))
@@ -303,9 +322,8 @@ class RedisJobStore(JobStore):
         return _record(raw)
 
     def claim(self, job_id: str, *, worker: str, lease_s: float) -> JobRecord | None:
-        if not self._run("claim", job_id, worker, lease_s):
-            return None
-        return self.get(job_id)
+        fields = self._run("claim", job_id, worker, lease_s)
+        return _record(_pairs(fields)) if fields else None
 
     def heartbeat(self, job_id: str, progress: float | None = None) -> JobState:
         state = self._run("heartbeat", job_id, "" if progress is None else progress)
@@ -363,15 +381,17 @@ class RedisJobStore(JobStore):
             pubsub.subscribe(self.channel(job_id))
         except redis.RedisError:
             return super().wait(job_id, timeout_s)
+        announced = False
         try:
             while True:
-                # The state alone until it is final: the full record (request and
-                # result JSON) is read and parsed once, at the end.
+                # The state alone until it is final (an announcement on the channel
+                # is the final state itself): the full record (request and result
+                # JSON) is read and parsed once, at the end.
                 left = deadline - time.monotonic()
-                if self._final_or_gone(job_id) or left <= 0:
+                if announced or left <= 0 or self._final_or_gone(job_id):
                     return self.get(job_id)
                 try:
-                    pubsub.get_message(timeout=min(left, 1.0))
+                    announced = pubsub.get_message(timeout=min(left, 1.0)) is not None
                 except redis.RedisError:
                     time.sleep(min(left, 0.2))
         finally:

@@ -62,6 +62,10 @@ def heartbeats(store: JobStore, job_id: str, *, every_s: float) -> Iterator[None
 
 def _progress(store: JobStore, job_id: str) -> Callable[[float], None]:
     def report(fraction: float) -> None:
+        if fraction >= 1.0:
+            # The final write follows at once (progress 1, and never over a
+            # cancelled record): a heartbeat here would be one more round trip.
+            return
         if store.heartbeat(job_id, fraction) is JobState.CANCELLED:
             raise JobCancelled(f"job {job_id} was cancelled")
 
