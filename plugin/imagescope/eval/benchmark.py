@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from imagescope.errors import InputError
-from imagescope.eval.metrics import MetricError, first_rank, percent_within
+from imagescope.eval.metrics import MetricError, first_rank
+from imagescope.measures import recall
 from imagescope.schemas import ComposedQuery, DialogQuery, TextQuery
 
 logger = logging.getLogger(__name__)
@@ -266,9 +267,7 @@ def recall_by_group(
         groups["all"].append(rank)
         groups.setdefault(str(query.extras.get(group, "")), []).append(rank)
     groups.pop("", None)
-    metrics = {}
+    metrics: dict[str, float] = {}
     for name, ranks in groups.items():
-        prefix = "" if name == "all" else f"{name} "
-        for k in ks:
-            metrics[f"{prefix}R@{k}"] = percent_within(ranks, k)
+        metrics |= recall(ranks, ks, prefix="" if name == "all" else f"{name} ")
     return metrics

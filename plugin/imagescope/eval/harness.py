@@ -39,6 +39,7 @@ from imagescope.eval.fingerprint import (
 from imagescope.eval.runner import RunError, RunResult, Scored, run_benchmark
 from imagescope.eval.submission import write_json_atomic
 from imagescope.ingest.sources import IngestItem
+from imagescope.measures import CostTally
 from imagescope.schemas import SearchResult
 from imagescope.settings import ImageLimits, Settings
 from imagescope.stages import STAGE_SETS
@@ -221,57 +222,6 @@ def run_eval(
     summary = costs.summary({q.id for q in benchmark.queries})
     write_json_atomic(Path(out_dir) / "costs.json", summary)
     return result
-
-
-class CostTally:
-    """Sums trace costs and timings per stage set (cumulative up to that stage)."""
-
-    @classmethod
-    def of(cls, results: Sequence[Mapping[str, SearchResult]]) -> CostTally:
-        tally = cls()
-        for one in results:
-            tally.add(one)
-        return tally
-
-    def merge(self, other: CostTally) -> None:
-        for name, count in other.queries.items():
-            self.queries[name] = self.queries.get(name, 0) + count
-        for name, total in other.totals.items():
-            mine = self.totals.setdefault(name, {})
-            for key, value in total.items():
-                mine[key] = mine.get(key, 0.0) + value
-
-    def __init__(self) -> None:
-        self.queries: dict[str, int] = {}
-        self.totals: dict[str, dict[str, float]] = {}
-
-    def add(self, results: Mapping[str, SearchResult]) -> None:
-        for name, result in results.items():
-            self.queries[name] = self.queries.get(name, 0) + 1
-            total = self.totals.setdefault(name, {})
-            for role, cost in result.trace.costs.items():
-                for field_name, value in cost.model_dump().items():
-                    key = f"{role}.{field_name}"
-                    total[key] = total.get(key, 0.0) + float(value)
-            for stage, seconds in result.trace.timings.items():
-                total[f"seconds.{stage}"] = total.get(f"seconds.{stage}", 0.0) + seconds
-
-    @classmethod
-    def load(cls, path: Path) -> CostTally:
-        """The tally a previous run saved (an empty one when there is none)."""
-        tally = cls()
-        if path.is_file():
-            saved = json.loads(path.read_text(encoding="utf-8"))
-            tally.queries = dict(saved.get("queries", {}))
-            tally.totals = {k: dict(v) for k, v in saved.get("totals", {}).items()}
-        return tally
-
-    def summary(self) -> dict[str, Any]:
-        means = {
-            name: {key: value / self.queries[name] for key, value in sorted(total.items())}
-            for name, total in self.totals.items()
-        }
-        return {"queries": self.queries, "totals": self.totals, "mean_per_query": means}
 
 
 class CostLog:

@@ -21,6 +21,7 @@ import math
 from collections.abc import Collection, Iterable, Mapping, Sequence
 
 from imagescope.errors import InputError
+from imagescope.measures import percent_within
 
 CIRR_KS = (1, 5, 10, 50)
 CIRR_SUBSET_KS = (1, 2, 3)
@@ -88,11 +89,6 @@ def recall_at_k(
         check_unique(ranking, query=index)
         ranks.append(first_rank(ranking, {target}))
     return {k: percent_within(ranks, k) for k in ks}
-
-
-def percent_within(ranks: Sequence[int | None], k: int) -> float:
-    """R@K in percent: the share of ranks within ``k`` (a rank of None is a miss)."""
-    return 100.0 * sum(1 for r in ranks if r is not None and r <= k) / len(ranks)
 
 
 def cirr_recall(
