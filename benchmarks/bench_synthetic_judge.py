@@ -5,7 +5,8 @@ images, 100 queries per kind, seeds 1 and 0, never seen in the judge's
 training), with the verifier and evaluator of ``--judge`` (default
 ``learned``: ImageScope-Judge; ``clip``: the CLIP zero-shot judges). Reports
 R@1/5/10 per kind for plain CLIP, stage 1, 1+2 and 1+2+3, and per stage the
-mean seconds and model calls per query.
+mean seconds and model calls per query. Recall and the cost tally are eval's
+(:mod:`imagescope.measures`), through :mod:`imagescope.synthetic.bench`.
 
     .venv/bin/python benchmarks/bench_synthetic_judge.py
     .venv/bin/python benchmarks/bench_synthetic_judge.py --queries 20 --store memory

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import math
 import random
 from dataclasses import replace
@@ -11,11 +12,14 @@ from typing import Any
 import numpy as np
 import pytest
 
+import imagescope
 from imagescope.errors import InputError
 from imagescope.ingest.sources import read_table
+from imagescope.measures import recall
 from imagescope.models.open_clip_embedder import OpenClipEmbedder
 from imagescope.schemas import (
     Candidate,
+    CostRecord,
     DialogQuery,
     Evaluation,
     SearchResult,
@@ -28,8 +32,9 @@ from imagescope.synthetic.bench import (
     chance_recall,
     format_table,
     judge_signal,
-    recall,
     run_synthetic_bench,
+    stage_costs,
+    stage_recall,
 )
 from imagescope.synthetic.catalog import (
     ATTRIBUTES,
@@ -256,6 +261,8 @@ def test_matching_ids_and_bad_kinds(catalog: list[SyntheticItem]) -> None:
 
 def test_recall_counts_ranks_within_k() -> None:
     assert recall([1, 3, None, 12], (1, 5, 10)) == {"R@1": 25.0, "R@5": 50.0, "R@10": 50.0}
+    assert recall([1, None], (1,), prefix="text ") == {"text R@1": 50.0}
+    assert stage_recall([1, None, None], (1,)) == {"R@1": 33.33}
 
 
 def test_chance_recall_matches_the_closed_form() -> None:
@@ -277,6 +284,40 @@ def _candidate(cid: str, rank: int, satisfied: list[bool], accepted: bool | None
         satisfied=sum(satisfied),
         evaluation=evaluation,
     )
+
+
+def test_stage_costs_are_what_each_stage_adds_to_the_one_before() -> None:
+    timings = {"intent": 0.5, "retrieve": 0.25}
+    first = Trace(timings=timings, costs={"reasoner": CostRecord(calls=2)})
+    second = first.model_copy(
+        update={
+            "timings": {**first.timings, "propositions": 0.125, "verify": 1.0},
+            "costs": {"reasoner": CostRecord(calls=3), "verifier": CostRecord(calls=1)},
+        }
+    )
+    third = second.model_copy(
+        update={
+            "timings": {**second.timings, "evaluate": 2.0},
+            "costs": {**second.costs, "evaluator": CostRecord(calls=2)},
+        }
+    )
+    verified = [_candidate("a", 1, [True, False, True], accepted=None)]
+    costs = stage_costs(
+        (
+            SearchResult(candidates=[], trace=first),
+            SearchResult(candidates=verified, trace=second),
+            SearchResult(candidates=verified, trace=third),
+        )
+    )
+    calls = ("reasoner_calls", "verifier_calls", "evaluator_calls")
+    assert costs["1"] == {"seconds": 0.75, **dict(zip(calls, (2, 0, 0), strict=True))}
+    assert costs["2"] == {
+        "seconds": 1.125,
+        **dict(zip(calls, (1, 1, 0), strict=True)),
+        "questions": 3,
+    }
+    assert costs["3"] == {"seconds": 2.0, **dict(zip(calls, (0, 0, 2), strict=True))}
+    assert all(isinstance(costs[s]["reasoner_calls"], int) for s in costs)
 
 
 def test_judge_signal_compares_ground_truth_with_the_others() -> None:
@@ -369,3 +410,25 @@ def test_benchmark_reports_recall_and_cost_per_stage(
         for value in outcome["signal"].values():
             assert value is None or 0.0 <= value <= 1.0
     assert "verify gt" in format_table(report)
+
+
+def _imported_modules(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    return names | {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
+
+
+def test_eval_and_synthetic_meet_only_at_the_dataset_adapter() -> None:
+    package = Path(imagescope.__file__).parent
+
+    def importers(under: str, prefix: str) -> set[str]:
+        return {
+            str(p.relative_to(package))
+            for p in (package / under).rglob("*.py")
+            if any(m == prefix or m.startswith(prefix + ".") for m in _imported_modules(p))
+        }
+
+    assert importers("synthetic", "imagescope.eval") == set()
+    assert importers("eval", "imagescope.synthetic") == {"eval/datasets/synthetic.py"}
+    shared = _imported_modules(package / "measures.py")
+    assert not any(m.startswith(("imagescope.eval", "imagescope.synthetic")) for m in shared)

@@ -20,6 +20,10 @@ treat ground-truth candidates vs the others in the same top-k (share of
 propositions satisfied, evaluator acceptance): a judge that cannot tell them
 apart can only shuffle the ranking.
 
+Recall and the per-stage cost tally are the ones eval uses
+(:mod:`imagescope.measures`); chance and the judges' signal are this benchmark's
+own (eval's datasets have neither exact ground truth sets nor their sizes).
+
 R@K = 100 * mean over queries of [some ground-truth id ranks <= K]; ties in the
 stage-1 scores are broken by ascending id (the store's rule). Composed queries
 never rank their reference (stage 1 removes it), which never is ground truth.
@@ -40,6 +44,7 @@ from tqdm import tqdm
 
 from imagescope.engine import Engine
 from imagescope.ingest.sources import read_table
+from imagescope.measures import CostTally, recall
 from imagescope.models.base import Embedder
 from imagescope.schemas import SearchResult, StageName
 from imagescope.settings import EmbeddedStoreSettings, ImageLimits, Settings
@@ -133,23 +138,28 @@ def build_engine(
     return open_engine(config.settings(), embedder=embedder, store=store, limits=limits)
 
 
-def _stage_cost(
-    before: SearchResult | None, after: SearchResult, *, stage: str
-) -> dict[str, float]:
-    """Seconds and calls that ``after``'s trace added to ``before``'s, for one stage."""
-    timings = after.trace.timings
-    old_timings = before.trace.timings if before else {}
-    seconds = sum(
-        timings.get(s.value, 0.0) - old_timings.get(s.value, 0.0) for s in _STAGE_TIMINGS[stage]
-    )
-    cost: dict[str, float] = {"seconds": seconds}
-    for role in _ROLES:
-        new = after.trace.costs.get(role)
-        old = before.trace.costs.get(role) if before else None
-        cost[f"{role}_calls"] = (new.calls if new else 0) - (old.calls if old else 0)
-    if stage == "2":
-        cost["questions"] = sum(len(c.verdicts) for c in after.candidates)
-    return cost
+def stage_costs(results: Sequence[SearchResult]) -> dict[str, dict[str, float]]:
+    """Per stage ("1", "2", "3"): seconds and calls it added to the stage set before it.
+
+    Read off the shared :class:`~imagescope.measures.CostTally`, which sums each
+    stage set's trace cumulatively; the verifier's questions come from stage 2's verdicts.
+    """
+    totals = CostTally.of([dict(zip(STAGE_SETS, results, strict=True))]).totals
+    costs: dict[str, dict[str, float]] = {}
+    before: dict[str, float] = {}
+    for stage, name in zip(_STAGE_TIMINGS, STAGE_SETS, strict=True):
+        after = totals[name]
+        seconds = sum(
+            after.get(f"seconds.{s.value}", 0.0) - before.get(f"seconds.{s.value}", 0.0)
+            for s in _STAGE_TIMINGS[stage]
+        )
+        costs[stage] = {"seconds": seconds}
+        for role in _ROLES:
+            key = f"{role}.calls"
+            costs[stage][f"{role}_calls"] = int(after.get(key, 0.0) - before.get(key, 0.0))
+        before = after
+    costs["2"]["questions"] = sum(len(c.verdicts) for c in results[1].candidates)
+    return costs
 
 
 def _rank(result: SearchResult, query: SyntheticQuery) -> int | None:
@@ -185,20 +195,13 @@ def run_query(engine: Engine, query: SyntheticQuery) -> QueryOutcome:
     for name, result in zip(STAGE_SETS, (first, second, third), strict=True):
         outcome.ranks[name] = _rank(result, query)
     outcome.signal = judge_signal(query, verified=second, evaluated=third)
-    outcome.costs = {
-        "1": _stage_cost(None, first, stage="1"),
-        "2": _stage_cost(first, second, stage="2"),
-        "3": _stage_cost(second, third, stage="3"),
-    }
+    outcome.costs = stage_costs((first, second, third))
     return outcome
 
 
-def recall(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[str, float]:
-    """R@K in percent for each K (a rank of None is a miss)."""
-    return {
-        f"R@{k}": round(100.0 * sum(r is not None and r <= k for r in ranks) / len(ranks), 2)
-        for k in ks
-    }
+def stage_recall(ranks: Sequence[int | None], ks: Sequence[int]) -> dict[str, float]:
+    """R@K in percent for each K, rounded to 2 places (the shared :func:`recall`)."""
+    return {name: round(value, 2) for name, value in recall(ranks, ks).items()}
 
 
 def chance_recall(n_items: int, gt_sizes: Sequence[int], *, ks: Sequence[int]) -> dict[str, float]:
@@ -225,7 +228,7 @@ def summarise(outcomes: Sequence[QueryOutcome], config: BenchConfig) -> dict[str
     for kind, group in groups.items():
         summary["queries"][kind] = len(group)
         summary["recall"][kind] = {
-            s: recall([o.ranks[s] for o in group], config.ks) for s in (BASELINE, *STAGE_SETS)
+            s: stage_recall([o.ranks[s] for o in group], config.ks) for s in (BASELINE, *STAGE_SETS)
         }
         summary["signal"][kind] = {
             name: _rounded(_mean_or_none([v for o in group if (v := o.signal[name]) is not None]))
