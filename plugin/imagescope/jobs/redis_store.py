@@ -22,6 +22,7 @@ then every call answers "unavailable" at once until Redis is back.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, TypeVar
@@ -243,6 +244,7 @@ class RedisJobStore(JobStore):
         self._breaker = breaker
         self._prefix = prefix
         self._ttl = result_ttl_s
+        self._local = threading.local()  # one pub/sub connection per waiting thread
         self._open = f"{prefix}jobs:open"
         scripts = {
             "create": _CREATE,
@@ -376,10 +378,12 @@ class RedisJobStore(JobStore):
         """Sleeps on the job's pub/sub channel (re-reading the record every second,
         so a lost announcement costs at most a second)."""
         deadline = time.monotonic() + max(0.0, timeout_s)
+        channel = self.channel(job_id).encode()
         try:
-            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
-            pubsub.subscribe(self.channel(job_id))
+            pubsub = self._pubsub()
+            pubsub.subscribe(channel)
         except redis.RedisError:
+            self._drop_pubsub()
             return super().wait(job_id, timeout_s)
         announced = False
         try:
@@ -391,10 +395,26 @@ class RedisJobStore(JobStore):
                 if announced or left <= 0 or self._final_or_gone(job_id):
                     return self.get(job_id)
                 try:
-                    announced = pubsub.get_message(timeout=min(left, 1.0)) is not None
+                    message = pubsub.get_message(timeout=min(left, 1.0))
+                    announced = message is not None and message["channel"] == channel
                 except redis.RedisError:
                     time.sleep(min(left, 0.2))
         finally:
+            try:  # the connection stays for this thread's next wait (no reconnect)
+                pubsub.unsubscribe(channel)
+            except redis.RedisError:
+                self._drop_pubsub()
+
+    def _pubsub(self) -> Any:
+        pubsub = getattr(self._local, "pubsub", None)
+        if pubsub is None:
+            pubsub = self._client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+            self._local.pubsub = pubsub
+        return pubsub
+
+    def _drop_pubsub(self) -> None:
+        pubsub, self._local.pubsub = getattr(self._local, "pubsub", None), None
+        if pubsub is not None:
             pubsub.close()
 
     def _final_or_gone(self, job_id: str) -> bool:
