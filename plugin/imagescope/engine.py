@@ -14,11 +14,11 @@ closes its store on exit.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from imagescope.closing import Closing
 from imagescope.errors import ConfigError, InputError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.fusion import ScoredHit, fused_search
@@ -53,7 +53,7 @@ def as_query(query: Query | str) -> Query:
     return TextQuery(text=query) if isinstance(query, str) else query
 
 
-class Engine:
+class Engine(Closing):
     """The method over one set of components and one ``PipelineSettings``."""
 
     def __init__(self, components: Components, pipeline: PipelineSettings) -> None:
@@ -61,17 +61,6 @@ class Engine:
         self.pipeline = pipeline
 
     # ------------------------------------------------------------------ lifecycle
-
-    def __enter__(self) -> Engine:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         self.components.store.close()

@@ -20,8 +20,8 @@ import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
-from types import TracebackType
 
+from imagescope.closing import Closing
 from imagescope.errors import ImageScopeError
 from imagescope.ingest.images import read_local_file
 from imagescope.ingest.sources import IngestItem
@@ -45,7 +45,7 @@ def item_digest(item: IngestItem, *, limits: ImageLimits, models: str) -> str | 
     return hashlib.sha256(hashlib.sha256(data).digest() + described.encode()).hexdigest()
 
 
-class IngestManifest:
+class IngestManifest(Closing):
     """Digests last written per (scope, id), in a SQLite file.
 
     With ``rewrite`` no digest is known (every item is written again, as after
@@ -85,17 +85,6 @@ class IngestManifest:
 
     def close(self) -> None:
         self._db.close()
-
-    def __enter__(self) -> IngestManifest:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
 
 class ChangeTracker:

@@ -29,6 +29,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from imagescope.closing import Closing
 from imagescope.errors import ConfigError, ModelBackendError
 from imagescope.models.base import ChatModel, ChatReply, ChatRequest
 from imagescope.models.image_data import image_to_data_url
@@ -97,7 +98,7 @@ def _first_token_logprobs(logprobs: Any) -> dict[str, float] | None:
     return out
 
 
-class OpenAIChatModel(ChatModel):
+class OpenAIChatModel(Closing, ChatModel):
     """An OpenAI-compatible chat endpoint; greedy decoding (temperature 0).
 
     ``client`` replaces the internal ``httpx.Client`` (tests, custom TLS);
@@ -171,12 +172,6 @@ class OpenAIChatModel(ChatModel):
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
-
-    def __enter__(self) -> OpenAIChatModel:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
 
     # ------------------------------------------------------------------ one request
 

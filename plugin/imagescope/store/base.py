@@ -24,6 +24,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from imagescope.closing import Closing
 from imagescope.errors import InvalidVectorError
 from imagescope.schemas import Filters
 
@@ -69,7 +70,7 @@ class BulkReport:
         self.failed.update(other.failed)
 
 
-class VectorStore(ABC):
+class VectorStore(Closing, ABC):
     """A persistent catalog of image vectors with filtered k-NN search.
 
     Contract:

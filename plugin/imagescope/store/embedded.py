@@ -39,7 +39,6 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import filelock
@@ -131,17 +130,6 @@ class EmbeddedStore(VectorStore):
             self._save_rebuilt_indexes()
 
     # ----------------------------------------------------------------- lifecycle
-
-    def __enter__(self) -> EmbeddedStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()
 
     def close(self) -> None:
         """Save unsaved index changes (when the writer lock is free) and close."""
