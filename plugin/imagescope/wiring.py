@@ -113,7 +113,9 @@ def _components(
     from imagescope.jobs.factory import with_components_hook
     from imagescope.models import factory
     from imagescope.pipeline.context import Components, MemoryAnswerCache, StoreImageSource
+    from imagescope.synthetic.judges import register_learned_judges
 
+    register_learned_judges()
     models = settings.models
     components = Components(
         embedder=embedder,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import random
 from pathlib import Path
 
@@ -9,22 +10,24 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL.Image import Image
 
+import imagescope.models
 from imagescope.errors import ConfigError, InputError
 from imagescope.ingest.images import image_to_data_url
 from imagescope.models.base import EvaluationItem, VerifyItem
 from imagescope.models.chat import ChatEvaluator, ChatVerifier
-from imagescope.models.factory import build_evaluator, build_verifier, known_kinds
+from imagescope.models.factory import build_evaluator, build_verifier, known_kinds, register
 from imagescope.models.fakes import FakeEmbedder
-from imagescope.models.learned_judge import LearnedEvaluator, LearnedVerifier
 from imagescope.models.openai_chat import OpenAIChatModel
 from imagescope.models.rule_propositions import description_checks
 from imagescope.settings import ChatEndpoint, RoleSettings
 from imagescope.synthetic.bench import BenchConfig
 from imagescope.synthetic.catalog import SyntheticItem, draw, make_catalog
+from imagescope.synthetic.judge_backend import LearnedEvaluator, LearnedVerifier
 from imagescope.synthetic.judge_data import constraints, holds, verify_samples
 from imagescope.synthetic.judge_model import MODEL_NAME, SHIPPED_JUDGE, load_judge
 from imagescope.synthetic.judge_server import create_app
 from imagescope.synthetic.judge_train import HELD_OUT_SEEDS, JudgeTrainConfig, train_judge
+from imagescope.synthetic.judges import register_learned_judges
 
 pytestmark = pytest.mark.unit
 
@@ -100,6 +103,7 @@ def test_load_judge_names_the_fix_when_weights_are_missing(tmp_path: Path) -> No
 
 def test_shipped_weights_are_small_and_registered_as_a_kind() -> None:
     assert SHIPPED_JUDGE.is_file() and SHIPPED_JUDGE.stat().st_size < 5_000_000
+    register_learned_judges()
     assert "learned" in known_kinds("verifier") and "learned" in known_kinds("evaluator")
     embedder = FakeEmbedder()
     assert isinstance(build_verifier(RoleSettings(kind="learned"), embedder), LearnedVerifier)
@@ -207,3 +211,20 @@ def test_demo_uses_the_learned_judge_unless_the_settings_name_one() -> None:
     named = Settings.model_validate({"models": {"verifier": {"kind": "clip"}}})
     chosen = with_learned_judges(named)
     assert chosen.models.verifier.kind == "clip" and chosen.models.evaluator.kind == "learned"
+
+
+def test_only_a_known_role_takes_a_registered_kind() -> None:
+    with pytest.raises(ConfigError, match="roles: captioner, evaluator, reasoner, verifier"):
+        register("embedder", "learned", lambda _role, _embedder: None)
+
+
+def test_the_models_layer_imports_nothing_of_the_synthetic_world() -> None:
+    models_dir = Path(imagescope.models.__file__).parent
+    offenders = [
+        f"{path.name}: {node.module}"
+        for path in sorted(models_dir.glob("*.py"))
+        for node in ast.walk(ast.parse(path.read_text()))
+        if isinstance(node, ast.ImportFrom)
+        and (node.module or "").startswith("imagescope.synthetic")
+    ]
+    assert offenders == []

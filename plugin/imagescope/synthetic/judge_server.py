@@ -34,8 +34,8 @@ from PIL.Image import Image
 from imagescope.errors import ImageScopeError
 from imagescope.ingest.images import decode_base64, decode_image
 from imagescope.models.base import EvaluationItem, VerifyItem
-from imagescope.models.learned_judge import LearnedEvaluator, LearnedVerifier
 from imagescope.settings import ImageLimits
+from imagescope.synthetic.judge_backend import LearnedEvaluator, LearnedVerifier
 from imagescope.synthetic.judge_model import MODEL_NAME
 
 _QUOTED = re.compile(r'(?:changed like this|looking for): "(.*)"\s*$', re.MULTILINE)
