@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from imagescope.models.clip_judge import ClipEvaluator, ClipVerifier
+from imagescope.models.clip_judge import clip_judges
 from imagescope.models.open_clip_embedder import OpenClipEmbedder
 from imagescope.models.rule_reasoner import RuleReasoner
 from imagescope.models.text_cache import TextVectorCache
@@ -139,14 +139,9 @@ def check_gallery(store: EmbeddedStore, limits: ImageLimits, embedder: OpenClipE
 def components(
     store: Any, limits: ImageLimits, embedder: OpenClipEmbedder, path: str
 ) -> Components:
-    reuse = path != "reencode"
-    cache = TextVectorCache() if reuse else TextVectorCache(max_items=0)
-    verifier = ClipVerifier(embedder, text_cache=cache)
-    evaluator = ClipEvaluator(embedder, text_cache=cache)
-    if not reuse:
-        verifier.image_vector_model = None
-        evaluator.image_vector_model = None
-        evaluator.judges_in_bulk = False
+    verifier, evaluator = clip_judges(
+        embedder, reuse=path != "reencode", text_cache=TextVectorCache()
+    )
     return Components(
         embedder=embedder,
         store=store,

@@ -12,7 +12,7 @@ from PIL import Image
 from imagescope.ingest.runner import ingest
 from imagescope.ingest.sources import read_table
 from imagescope.models.base import Embedder, EvaluationItem, Vectors, VerifyItem
-from imagescope.models.clip_judge import ClipEvaluator, ClipVerifier
+from imagescope.models.clip_judge import ClipEvaluator, ClipVerifier, clip_judges
 from imagescope.models.rule_reasoner import RuleReasoner
 from imagescope.models.text_cache import TextVectorCache, cache_for
 from imagescope.pipeline.context import Components, StoreImageSource
@@ -69,13 +69,7 @@ def _components(
     store: MemoryStore, limits: ImageLimits, embedder: Embedder, *, reuse: bool
 ) -> Components:
     """The CPU judges; ``reuse=False`` is the path that re-encodes everything."""
-    cache = None if reuse else TextVectorCache(max_items=0)
-    verifier = ClipVerifier(embedder, text_cache=cache)
-    evaluator = ClipEvaluator(embedder, text_cache=cache)
-    if not reuse:
-        verifier.image_vector_model = None
-        evaluator.image_vector_model = None
-        evaluator.judges_in_bulk = False
+    verifier, evaluator = clip_judges(embedder, reuse=reuse)
     return Components(
         embedder=embedder,
         store=store,

@@ -367,3 +367,23 @@ class ClipEvaluator(Evaluator):
                 continue
             out.append((index, Evaluation(accepted=False, reason=reason, raw=evidence.shown)))
         return out
+
+
+def clip_judges(
+    embedder: Embedder, *, reuse: bool = True, text_cache: TextVectorCache | None = None
+) -> tuple[ClipVerifier, ClipEvaluator]:
+    """The CLIP verifier and evaluator over one embedder, sharing one text cache.
+
+    ``reuse=False`` is the path that re-encodes every candidate image and text
+    and judges the shortlist one candidate at a time: the baseline that the
+    vector-reuse path is measured (``benchmarks/bench_query.py``) and tested
+    (``tests/unit/test_vector_reuse.py``) against.
+    """
+    cache = text_cache if reuse else TextVectorCache(max_items=0)
+    verifier = ClipVerifier(embedder, text_cache=cache)
+    evaluator = ClipEvaluator(embedder, text_cache=cache)
+    if not reuse:
+        verifier.image_vector_model = None
+        evaluator.image_vector_model = None
+        evaluator.judges_in_bulk = False
+    return verifier, evaluator
