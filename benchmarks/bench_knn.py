@@ -275,13 +275,13 @@ def bench_opensearch(
         store.close()
 
 
-def raw_build_s(data: np.ndarray, *, m: int, ef_construction: int) -> float:
-    """Seconds raw faiss takes to build the same HNSW graph (one add)."""
+def raw_build_s(data: np.ndarray, *, m: int, ef_construction: int) -> tuple[float, float]:
+    """Wall and CPU seconds raw faiss takes to build the same HNSW graph (one add)."""
     graph = faiss.IndexHNSWFlat(data.shape[1], m, faiss.METRIC_INNER_PRODUCT)
     graph.hnsw.efConstruction = ef_construction
-    started = time.perf_counter()
+    cpu, started = time.process_time(), time.perf_counter()
     graph.add(data)
-    return time.perf_counter() - started
+    return time.perf_counter() - started, time.process_time() - cpu
 
 
 def open_embedded(folder: Path) -> Any:
@@ -293,18 +293,26 @@ def open_embedded(folder: Path) -> Any:
 def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Raw faiss and the store building the same graph, alternately; the last store kept."""
     defaults = EmbeddedStoreSettings()
-    raw, store_s = [], []
+    raw, store_s, raw_cpu, store_cpu = [], [], [], []
     for repeat in range(args.build_repeats):
-        raw.append(raw_build_s(data, m=defaults.hnsw_m, ef_construction=defaults.ef_construction))
+        wall, cpu = raw_build_s(data, m=defaults.hnsw_m, ef_construction=defaults.ef_construction)
+        raw.append(wall)
+        raw_cpu.append(cpu)
         folder = work / f"build-{repeat}"
+        cpu = time.process_time()
         with open_embedded(folder) as store:
             store.ensure(args.dim)
             store_s.append(ingest(store, data))
+        store_cpu.append(time.process_time() - cpu)
         log.info("build %d: faiss %.1fs, store %.1fs", repeat, raw[-1], store_s[-1])
         if repeat < args.build_repeats - 1:
             shutil.rmtree(folder)
     pairs = [s / r for s, r in zip(store_s, raw, strict=True)]
     return {
+        # Both build with faiss's default OpenMP thread count, checked here.
+        "faiss_threads": faiss.omp_get_max_threads(),
+        "cpu_s": {"faiss_raw": raw_cpu, "store": store_cpu},
+        "cpu_ratio_pairs": [s / r for s, r in zip(store_cpu, raw_cpu, strict=True)],
         "faiss_raw_s": {"min": min(raw), "median": statistics.median(raw), "all": raw},
         "store_s": {"min": min(store_s), "median": statistics.median(store_s), "all": store_s},
         # Each pair ran back to back: its ratio suffers least from a load that drifts.

@@ -14,6 +14,7 @@ which is only ever built from committed rows, can never be ahead of it.
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -26,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imagescope.errors import InputError, InvalidVectorError, StoreUnavailableError
-from imagescope.store.base import CaptionUpdate, CatalogRecord, VectorField, check_vector
+from imagescope.store.base import CaptionUpdate, CatalogRecord, VectorField
 from imagescope.store.embedded_table import VECTOR_FIELDS, RecordTable
 
 T = TypeVar("T")
@@ -79,12 +80,23 @@ class Vector:
 
 
 def prepare_vector(vector: Any, dim: int) -> Vector:
-    """Check dimension and finiteness, refuse zero vectors (no cosine for them)."""
-    arr = check_vector(vector, dim)
-    norm = float(np.linalg.norm(arr.astype(np.float64)))
-    if norm == 0.0:
+    """Check dimension and finiteness, refuse zero vectors (no cosine for them).
+
+    As ``check_vector`` plus a norm, in fewer array operations (this runs once
+    per record of a bulk ingest): the float64 sum of squares is finite exactly
+    when every value is (float32 squares cannot overflow it).
+    """
+    arr = np.asarray(vector, dtype=np.float32)
+    if arr.ndim != 1 or arr.shape[0] != dim:
+        raise InvalidVectorError(f"expected a {dim}-d vector, got shape {tuple(arr.shape)}")
+    wide = arr.astype(np.float64)
+    squares = float(wide @ wide)
+    if not math.isfinite(squares):
+        raise InvalidVectorError("vector contains NaN or inf values")
+    if squares == 0.0:
         raise InvalidVectorError("vector has zero length; cosine similarity needs a non-zero one")
-    return Vector(arr.tobytes(), (arr.astype(np.float64) / norm).astype(np.float32))
+    wide /= math.sqrt(squares)  # as np.linalg.norm does for one vector
+    return Vector(arr.tobytes(), wide.astype(np.float32))
 
 
 def unit_rows(matrix: NDArray[np.float32]) -> NDArray[np.float32]:
