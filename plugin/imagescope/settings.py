@@ -219,6 +219,13 @@ class EmbeddedStoreSettings(BaseModel):
     #: OpenMP threads faiss may use for one knn call over several query vectors
     #: (0: faiss's default, every core). A single query vector always uses one.
     search_threads: int = Field(default=1, ge=0)
+    #: How the HNSW index holds its vectors: ``flat`` (float32, exact scores),
+    #: ``fp16`` (half the memory) or ``sq8`` (8-bit scalar quantizer, a quarter;
+    #: its per-dimension ranges are learnt from the first vectors indexed). With
+    #: ``fp16``/``sq8`` the graph proposes ``k * rescore_factor`` candidates and
+    #: their float32 vectors, read from SQLite, give the exact scores returned.
+    index_storage: Literal["flat", "fp16", "sq8"] = "flat"
+    rescore_factor: int = Field(default=4, ge=1)
 
 
 class StoreSettings(BaseModel):

@@ -115,6 +115,9 @@ class EmbeddedStore(VectorStore):
             m=settings.hnsw_m,
             ef_construction=settings.ef_construction,
             flush_every=settings.index_flush_every,
+            storage=settings.index_storage,
+            rescore_factor=settings.rescore_factor,
+            full_vectors=lambda field: partial(self._db.unit_vectors, field),
         )
         try:
             self.path.mkdir(parents=True, exist_ok=True)

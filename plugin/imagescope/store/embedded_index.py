@@ -47,6 +47,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from imagescope.store.base import Hit
+from imagescope.store.embedded_storage import (
+    FullVectors,
+    exact_scores,
+    new_graph,
+    rescored,
+    storage_of,
+)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,8 @@ class IndexHeader:
     watermark: int
     ntotal: int
     format: int = FORMAT_VERSION
+    #: How the graph holds its vectors (``embedded_storage``); older files are flat.
+    storage: str = "flat"
 
 
 class Selection:
@@ -137,12 +146,22 @@ class HnswIndex:
         self._slot_order: tuple[NDArray[np.int64], NDArray[np.int64]] | None = None
         #: Search parameters by efSearch, for unfiltered searches.
         self._params: dict[int, Any] = {}
+        #: ``flat``, ``fp16`` or ``sq8`` (see ``embedded_storage``).
+        self.storage = storage_of(self._graph)
+        #: Compressed storage: where exact vectors come from, and how many
+        #: candidates per hit a search re-scores with them (set by the owner).
+        self.full_vectors: FullVectors | None = None
+        self.rescore_factor = 4
 
     @classmethod
-    def empty(cls, dim: int, *, m: int, ef_construction: int) -> HnswIndex:
-        graph = faiss.IndexHNSWFlat(dim, m, faiss.METRIC_INNER_PRODUCT)
-        graph.hnsw.efConstruction = ef_construction
+    def empty(cls, dim: int, *, m: int, ef_construction: int, storage: str = "flat") -> HnswIndex:
+        graph = new_graph(dim, m=m, ef_construction=ef_construction, storage=storage)
         return cls(faiss.IndexIDMap2(graph), watermark=0)
+
+    @property
+    def compressed(self) -> bool:
+        """Whether the graph's scores are approximate (``fp16``/``sq8`` storage)."""
+        return self.storage != "flat"
 
     @property
     def ntotal(self) -> int:
@@ -167,7 +186,10 @@ class HnswIndex:
         if len(slots) == 0:
             return
         labels = np.ascontiguousarray(slots, dtype=np.int64)
-        self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), labels)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if not self._graph.is_trained:  # sq8: learn the value ranges from the first vectors
+            self._graph.train(vectors)
+        self._index.add_with_ids(vectors, labels)
         self._slots_at = np.concatenate([self._slots_at, labels])
         self._ntotal = int(self._index.ntotal)
         self.unsaved += len(slots)
@@ -213,7 +235,12 @@ class HnswIndex:
 
         Shape (len(queries), len(slots)). A few queries are scored in place by
         faiss on one thread: no copy of the vectors, no BLAS thread pool.
+        Compressed storage scores the exact vectors (``full_vectors``); a slot
+        whose vector no longer exists scores -inf.
         """
+        if self.compressed:
+            every = np.broadcast_to(slots, (len(queries), len(slots)))
+            return self.exact_scores(queries, every)[0]
         if len(queries) > _IN_PLACE_MAX_QUERIES or len(slots) == 0:
             product: NDArray[np.float32] = queries @ self.vectors(slots).T
             return product
@@ -227,6 +254,22 @@ class HnswIndex:
                 len(x), faiss.swig_ptr(x), len(slots), faiss.swig_ptr(out), faiss.swig_ptr(labels)
             )
         return out
+
+    def rescored(
+        self, queries: NDArray[np.float32], slots: NDArray[np.int64], k: int
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """``embedded_storage.rescored`` with this index's ``full_vectors``."""
+        if self.full_vectors is None:
+            raise RuntimeError("a compressed index needs full_vectors to score exactly")
+        return rescored(queries, slots, k, self.full_vectors)
+
+    def exact_scores(
+        self, queries: NDArray[np.float32], slots: NDArray[np.int64]
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """``embedded_storage.exact_scores`` with this index's ``full_vectors``."""
+        if self.full_vectors is None:
+            raise RuntimeError("a compressed index needs full_vectors to score exactly")
+        return exact_scores(queries, slots, self.full_vectors)
 
     def _storage_positions(self, slots: NDArray[np.int64]) -> NDArray[np.int64]:
         """Where the vectors of ``slots`` sit in the flat storage; KeyError for unknown slots."""
@@ -289,6 +332,7 @@ def search_exact(
             keep = np.flatnonzero(row >= kth)  # every tie at the k-th score
         else:
             keep = np.arange(len(row))
+        keep = keep[row[keep] > -np.inf]  # a vector deleted meanwhile (compressed storage)
         results.append(_ranked(ids_of(allowed.slots[keep]), row[keep])[:k])
     return results
 
@@ -306,12 +350,17 @@ def search_approximate(
     """HNSW top ``k`` among ``allowed`` slots; queries that find fewer are redone exactly.
 
     All queries go to faiss in one batch (``threads``: see ``faiss_threads``).
+    A compressed index proposes ``k * rescore_factor`` candidates, ranked by
+    their exact scores (``embedded_storage``).
     """
     # A filter hides part of the graph from the results: keep more candidates
     # (x3 at 10% selectivity, at most x8; the fallback below covers the rest).
     widen = min(8.0, math.sqrt(index.ntotal / len(allowed)))
-    ef = math.ceil(max(ef_search, k) * widen)
-    scores, slots = index.search(queries, k, allowed=allowed, ef_search=ef, threads=threads)
+    fetch = k * index.rescore_factor if index.compressed else k
+    ef = math.ceil(max(ef_search, fetch) * widen)
+    scores, slots = index.search(queries, fetch, allowed=allowed, ef_search=ef, threads=threads)
+    if index.compressed:
+        scores, slots = index.rescored(queries, slots, k)
     if slots[:, -1].min() >= 0:  # faiss fills rows from the front: every row is full
         return [
             _ranked(ids_of(row_slots), row_scores)
@@ -357,17 +406,28 @@ def read_header(path: Path) -> IndexHeader | None:
         return None
 
 
-def load_index(path: Path, *, catalog: str, field: str, dim: int) -> HnswIndex | None:
+def load_index(
+    path: Path, *, catalog: str, field: str, dim: int, storage: str = "flat"
+) -> HnswIndex | None:
     """Load an index file that belongs to this catalog and field, else None.
 
     A missing, truncated, corrupt or foreign file gives None (the caller
-    rebuilds from SQLite); the reason is logged.
+    rebuilds from SQLite); the reason is logged. So does a file whose vector
+    storage is not ``storage`` (the setting changed).
     """
     try:
         with path.open("rb") as src:
             header = _read_header(src)
             if (header.catalog, header.field, header.dim) != (catalog, field, dim):
                 log.warning("index file %s belongs to another catalog or field; ignored", path)
+                return None
+            if header.storage != storage:
+                log.info(
+                    "index file %s holds %s vectors, the settings ask for %s; rebuilding it",
+                    path,
+                    header.storage,
+                    storage,
+                )
                 return None
             index = faiss.read_index(_faiss.PyCallbackIOReader(src.read))
     except FileNotFoundError:

@@ -324,11 +324,25 @@ class CatalogDb:
             (since,),
         )
         while rows := cursor.fetchmany(batch):
-            slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-            vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
-            vectors = vectors.reshape(len(rows), -1).astype(np.float64)
-            vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-            yield slots, vectors.astype(np.float32)
+            yield _slot_units(rows)
+
+    def unit_vectors(
+        self, field: VectorField, slots: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+        """(slots, unit vectors) of ``field`` at these ascending ``slots``, for
+        those that exist (a slot's vector never changes, so no snapshot is needed)."""
+        if field not in VECTOR_FIELDS:  # the column name is built from it
+            raise ValueError(f"unknown vector field {field!r}")
+        rows: list[tuple[int, bytes]] = []
+        for chunk in batched(slots.tolist(), _IN_CHUNK):
+            marks = ",".join("?" * len(chunk))
+            column = f"{field}_slot"
+            query = f"SELECT {column}, {field}_vector FROM records WHERE {column} IN ({marks})"
+            rows.extend(self._conn.execute(query, chunk))
+        if not rows:
+            return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
+        rows.sort()
+        return _slot_units(rows)
 
     def fetch_records(self, ids: Sequence[str], *, with_vectors: bool) -> dict[str, CatalogRecord]:
         columns = "id, caption, uri, metadata"
@@ -430,6 +444,15 @@ class CatalogDb:
             cursor = self._conn.execute(f"DELETE FROM records WHERE id IN ({marks})", chunk)
             deleted += cursor.rowcount
         return deleted
+
+
+def _slot_units(rows: Sequence[tuple[int, bytes]]) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
+    """Slots and L2-normalised vectors of (slot, float32 blob) rows."""
+    slots = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vectors = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32)
+    wide = vectors.reshape(len(rows), -1).astype(np.float64)
+    wide /= np.linalg.norm(wide, axis=1, keepdims=True)
+    return slots, wide.astype(np.float32)
 
 
 def _decode(blob: bytes | None) -> NDArray[np.float32] | None:

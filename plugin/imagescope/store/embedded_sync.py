@@ -26,6 +26,7 @@ from imagescope.store.embedded_index import (
     load_index,
     read_header,
 )
+from imagescope.store.embedded_storage import FullVectors
 from imagescope.store.embedded_table import VECTOR_FIELDS
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class IndexSpec:
     dim: int
     m: int
     ef_construction: int
+    storage: str = "flat"
 
 
 def caught_up(
@@ -70,7 +72,9 @@ def caught_up(
     if index is not None and index.watermark > next_slot:
         index = None
     if index is None or _file_is_ahead(index, spec, next_slot=next_slot):
-        loaded = load_index(spec.path, catalog=spec.catalog, field=spec.field, dim=spec.dim)
+        loaded = load_index(
+            spec.path, catalog=spec.catalog, field=spec.field, dim=spec.dim, storage=spec.storage
+        )
         index = loaded if loaded is not None else index
     if index is not None and index.watermark > next_slot:
         log.warning("%s covers slots the catalog never committed; rebuilding it", spec.path)
@@ -81,7 +85,9 @@ def caught_up(
     if index is None:
         level = logging.INFO if live else logging.DEBUG
         log.log(level, "building %s from the catalog (%d vectors)", spec.path, live)
-        index = HnswIndex.empty(spec.dim, m=spec.m, ef_construction=spec.ef_construction)
+        index = HnswIndex.empty(
+            spec.dim, m=spec.m, ef_construction=spec.ef_construction, storage=spec.storage
+        )
     for slots, vectors in vectors_since(index.watermark):
         index.add(slots, vectors)
     index.watermark = next_slot
@@ -96,6 +102,7 @@ def _file_is_ahead(index: HnswIndex, spec: IndexSpec, *, next_slot: int) -> bool
     return (
         header is not None
         and header.catalog == spec.catalog
+        and header.storage == spec.storage
         and index.watermark + _PREFER_FILE_GAP <= header.watermark <= next_slot
     )
 
@@ -113,6 +120,7 @@ def save_if_due(index: HnswIndex, spec: IndexSpec, *, force: bool, every: int) -
     if (
         on_disk is not None
         and on_disk.catalog == spec.catalog
+        and on_disk.storage == index.storage
         and on_disk.watermark >= index.watermark
         and on_disk.ntotal <= index.ntotal
     ):
@@ -124,6 +132,7 @@ def save_if_due(index: HnswIndex, spec: IndexSpec, *, force: bool, every: int) -
         dim=spec.dim,
         watermark=index.watermark,
         ntotal=index.ntotal,
+        storage=index.storage,
     )
     index.save(spec.path, header)
     log.info("saved %s (%d vectors, watermark %d)", spec.path, index.ntotal, index.watermark)
@@ -139,11 +148,26 @@ class CatalogIndexes:
     and holds the writer lock around ``save``.
     """
 
-    def __init__(self, folder: Path, *, m: int, ef_construction: int, flush_every: int) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        m: int,
+        ef_construction: int,
+        flush_every: int,
+        storage: str = "flat",
+        rescore_factor: int = 4,
+        full_vectors: Callable[[VectorField], FullVectors] | None = None,
+    ) -> None:
+        """``storage``, ``rescore_factor``: see ``embedded_storage``; compressed
+        storage needs ``full_vectors(field)``, the exact vectors of that field."""
         self.folder = folder
         self._m = m
         self._ef_construction = ef_construction
         self._flush_every = flush_every
+        self._storage = storage
+        self._rescore_factor = rescore_factor
+        self._full_vectors = full_vectors
         self._catalog: tuple[str, int] | None = None
         self._indexes: dict[VectorField, HnswIndex] = {}
 
@@ -175,6 +199,10 @@ class CatalogIndexes:
             )
             for field in VECTOR_FIELDS
         }
+        for field, index in indexes.items():
+            index.rescore_factor = self._rescore_factor
+            if self._full_vectors is not None:
+                index.full_vectors = self._full_vectors(field)
         self._catalog, self._indexes = (catalog, dim), indexes
 
     def add(
@@ -221,4 +249,5 @@ class CatalogIndexes:
             dim=dim,
             m=self._m,
             ef_construction=self._ef_construction,
+            storage=self._storage,
         )
