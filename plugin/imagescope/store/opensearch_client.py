@@ -42,6 +42,7 @@ from imagescope.errors import (
 )
 from imagescope.settings import OpenSearchSettings
 from imagescope.store.base import BulkReport
+from imagescope.store.opensearch_json import OrjsonSerializer
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -51,6 +52,8 @@ TRANSIENT_STATUS = frozenset({429, 502, 503, 504})
 MAX_BACKOFF_S = 30.0
 #: Connections kept per node (threads searching at once reuse them).
 POOL_SIZE = 16
+#: Bulk chunks built ahead per thread (opensearch-py's parallel_bulk queues 4 in all).
+QUEUE_FACTOR = 2
 
 
 def build_client(settings: OpenSearchSettings) -> OpenSearch:
@@ -73,6 +76,7 @@ def build_client(settings: OpenSearchSettings) -> OpenSearch:
         sniff_on_connection_fail=settings.sniff,
         sniffer_timeout=60 if settings.sniff else None,
         sniff_timeout=min(settings.timeout_s, 5.0),
+        serializer=OrjsonSerializer(),
     )
 
 
@@ -207,17 +211,19 @@ class Requester:
         action's id lands in the report.
 
         A chunk whose request fails transiently is sent again as a whole, which
-        is safe because every action is idempotent by id. Chunks are read from
-        ``actions`` only as threads free up, so memory stays bounded.
+        is safe because every action is idempotent by id. At most
+        ``QUEUE_FACTOR * bulk_threads`` chunks are read from ``actions`` ahead
+        of the answers (so memory stays bounded), which keeps a chunk waiting
+        for each thread while this thread builds the next one.
         """
         report = BulkReport()
         threads = self.settings.bulk_threads
         with ThreadPoolExecutor(max_workers=threads, thread_name_prefix="bulk") as pool:
             pending: deque[Future[list[tuple[bool, Any]]]] = deque()
             for chunk in chunked(actions, self.settings.bulk_chunk_size):
-                pending.append(pool.submit(self.call, what, self._send_chunk, actions=chunk))
-                if len(pending) >= threads:
+                if len(pending) >= QUEUE_FACTOR * threads:
                     self._collect(pending.popleft().result(), report)
+                pending.append(pool.submit(self.call, what, self._send_chunk, actions=chunk))
             while pending:
                 self._collect(pending.popleft().result(), report)
         return report

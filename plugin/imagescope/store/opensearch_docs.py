@@ -5,8 +5,10 @@ gets partial writes: an existing document only has ImageScope's own fields set
 (``caption``, ``caption_vector``: :meth:`Documents.own_fields`), a new one is
 created whole (``upsert``), and a field the mapping does not declare fails that
 record (:meth:`Documents.check_declared`) instead of becoming a dynamic field.
-Reading back, ``fields.text`` (a user's text field, e.g. ``title``) stands in
-for an empty caption; it is never written.
+Vectors stay float32 numpy arrays in the actions; the client's serializer
+writes them (:mod:`imagescope.store.opensearch_json`). Reading back,
+``fields.text`` (a user's text field, e.g. ``title``) stands in for an empty
+caption; it is never written.
 """
 
 from __future__ import annotations
@@ -23,6 +25,11 @@ from imagescope.store.base import CatalogRecord, check_vector
 from imagescope.store.mappings import CatalogLayout, check_metadata, check_record_id
 
 
+def is_blank(value: Any) -> bool:
+    """``None`` or an empty string (a field a partial write leaves out); never an array."""
+    return value is None or (isinstance(value, str) and not value)
+
+
 class Documents:
     """Builds bulk actions from records and records from hits for one field mapping."""
 
@@ -36,12 +43,12 @@ class Documents:
             raise InputError(f"record {record.id!r} has no image vector; every record needs one")
         names = self.fields
         doc: dict[str, Any] = {
-            names.image_vector: check_vector(record.image_vector, dim).tolist(),
+            names.image_vector: check_vector(record.image_vector, dim),
             names.caption: record.caption,
             names.uri: record.uri,
         }
         if record.caption_vector is not None:
-            doc[names.caption_vector] = check_vector(record.caption_vector, dim).tolist()
+            doc[names.caption_vector] = check_vector(record.caption_vector, dim)
         metadata = check_metadata(record.metadata)
         if names.metadata:
             doc[names.metadata] = metadata
@@ -58,7 +65,7 @@ class Documents:
         if record.caption:
             own[self.fields.caption] = record.caption
         if record.caption_vector is not None:
-            own[self.fields.caption_vector] = check_vector(record.caption_vector, dim).tolist()
+            own[self.fields.caption_vector] = check_vector(record.caption_vector, dim)
         return own
 
     def check_declared(self, doc: Mapping[str, Any], layout: CatalogLayout) -> None:
@@ -81,7 +88,7 @@ class Documents:
         source = self.source(record, dim)
         if layout.managed:
             return {"_op_type": "index", "_index": index, "_id": record.id, "_source": source}
-        source = {k: v for k, v in source.items() if v not in ("", None)}
+        source = {k: v for k, v in source.items() if not is_blank(v)}
         self.check_declared(source, layout)
         return {
             "_op_type": "update",
