@@ -69,6 +69,7 @@ import numpy as np
 
 from imagescope.settings import EmbeddedStoreSettings, OpenSearchSettings
 from imagescope.store.base import CatalogRecord, VectorStore
+from imagescope.store.embedded_storage import SQ8_RANGE_MARGIN
 from imagescope.store.opensearch import OpenSearchStore
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
@@ -115,6 +116,12 @@ def parse_args() -> argparse.Namespace:
         "--build-repeats", type=int, default=1, help="paired builds vs faiss (0: store only)"
     )
     parser.add_argument("--query-repeats", type=int, default=3, help="alternated query runs")
+    parser.add_argument(
+        "--index-storage",
+        choices=("flat", "fp16", "sq8"),
+        default="flat",
+        help="the embedded store's index_storage (results file gets a -fp16/-sq8 suffix)",
+    )
     args = parser.parse_args()
     if args.million:
         args.n = 1_000_000
@@ -275,19 +282,32 @@ def bench_opensearch(
         store.close()
 
 
-def raw_build_s(data: np.ndarray, *, m: int, ef_construction: int) -> tuple[float, float]:
-    """Wall and CPU seconds raw faiss takes to build the same HNSW graph (one add)."""
-    graph = faiss.IndexHNSWFlat(data.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+def raw_build_s(
+    data: np.ndarray, *, m: int, ef_construction: int, storage: str = "flat"
+) -> tuple[float, float]:
+    """Wall and CPU seconds raw faiss takes to build the same HNSW graph (one add;
+    sq8 trains its quantizer on the same first 100,000 vectors as the store)."""
+    if storage == "flat":
+        graph = faiss.IndexHNSWFlat(data.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    else:
+        qtype = (
+            FAISS.ScalarQuantizer.QT_fp16 if storage == "fp16" else FAISS.ScalarQuantizer.QT_8bit
+        )
+        graph = FAISS.IndexHNSWSQ(data.shape[1], qtype, m, faiss.METRIC_INNER_PRODUCT)
+        FAISS.downcast_index(graph.storage).sq.rangestat_arg = SQ8_RANGE_MARGIN
     graph.hnsw.efConstruction = ef_construction
     cpu, started = time.process_time(), time.perf_counter()
+    if not graph.is_trained:
+        graph.train(data[:100_000])
     graph.add(data)
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def open_embedded(folder: Path) -> Any:
+def open_embedded(folder: Path, storage: str = "flat") -> Any:
     from imagescope.store.embedded import EmbeddedStore
 
-    return EmbeddedStore(EmbeddedStoreSettings(path=folder / "catalog"))
+    settings = EmbeddedStoreSettings(path=folder / "catalog", index_storage=storage)  # type: ignore[arg-type]
+    return EmbeddedStore(settings)
 
 
 def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -295,12 +315,17 @@ def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dic
     defaults = EmbeddedStoreSettings()
     raw, store_s, raw_cpu, store_cpu = [], [], [], []
     for repeat in range(args.build_repeats):
-        wall, cpu = raw_build_s(data, m=defaults.hnsw_m, ef_construction=defaults.ef_construction)
+        wall, cpu = raw_build_s(
+            data,
+            m=defaults.hnsw_m,
+            ef_construction=defaults.ef_construction,
+            storage=args.index_storage,
+        )
         raw.append(wall)
         raw_cpu.append(cpu)
         folder = work / f"build-{repeat}"
         cpu = time.process_time()
-        with open_embedded(folder) as store:
+        with open_embedded(folder, args.index_storage) as store:
             store.ensure(args.dim)
             store_s.append(ingest(store, data))
         store_cpu.append(time.process_time() - cpu)
@@ -377,17 +402,22 @@ def bench_embedded(
         build: dict[str, Any] | None = None
         if args.embedded_path is not None:
             folder = args.embedded_path
-            store = stack.enter_context(open_embedded(folder))
+            store = stack.enter_context(open_embedded(folder, args.index_storage))
             store.ensure(args.dim)
             if not holds_catalog(store, data):
                 build = {"store_s": {"min": ingest(store, data)}}
         elif args.build_repeats < 1:  # the store alone (a large run with no time to pair)
-            store = stack.enter_context(open_embedded(work / "store"))
+            store = stack.enter_context(open_embedded(work / "store", args.index_storage))
             store.ensure(args.dim)
             build = {"store_s": {"min": ingest(store, data)}}
         else:
             build = paired_builds(data, args, work)
-            store = stack.enter_context(open_embedded(Path(build.pop("folder"))))
+            store = stack.enter_context(
+                open_embedded(Path(build.pop("folder")), args.index_storage)
+            )
+        index_file = store.path / "image.hnsw"
+        store.flush()
+        index_mib = index_file.stat().st_size / 2**20
         runs = {"default": alternated(store, queries, truth, args, defaults.ef_search)}
         for ef in args.embedded_ef_search:
             store.settings = store.settings.model_copy(update={"ef_search": ef})
@@ -397,12 +427,16 @@ def bench_embedded(
         "m": defaults.hnsw_m,
         "ef_construction": defaults.ef_construction,
         "ef_search": defaults.ef_search,
+        "index_storage": args.index_storage,
+        "rescore_factor": None if args.index_storage == "flat" else defaults.rescore_factor,
     }
     return {
         "ingest_s": load_s,
         "ingest_per_s": None if load_s is None else len(data) / load_s,
         "build_vs_faiss_raw": build,
         "hnsw": hnsw,
+        # The index file: the graph and its vectors, about what the index holds in memory.
+        "index_file_mib": index_mib,
         "runs": {name: run["embedded"] for name, run in runs.items()},
         "faiss_raw": {name: run["faiss_raw"] for name, run in runs.items()},
         "ratio_p50_vs_faiss_raw": {name: run["ratio_p50"] for name, run in runs.items()},
@@ -511,6 +545,8 @@ def main() -> None:
     suffix = "" if args.data == "lowrank" else f"-{args.data}"
     if args.skip:  # a partial run must not overwrite the full results
         suffix += "".join(f"-{store}" for store in STORES if store not in args.skip)
+    if args.index_storage != "flat":
+        suffix += f"-{args.index_storage}"
     out = RESULTS_DIR / f"knn-{args.n}{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)

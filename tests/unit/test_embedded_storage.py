@@ -9,6 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from imagescope.settings import EmbeddedStoreSettings, Settings
+from imagescope.store import embedded_index
 from imagescope.store.base import CatalogRecord
 from imagescope.store.embedded import EmbeddedStore
 from imagescope.store.embedded_index import read_header
@@ -110,7 +111,11 @@ def test_sq8_graph_scores_alone_are_not_exact(tmp_path: Path, data: np.ndarray) 
     assert np.abs(scores - exact).max() > 1e-4
 
 
-def test_exact_path_and_deletes_with_sq8(tmp_path: Path, data: np.ndarray) -> None:
+@pytest.mark.parametrize("chunk", [65_536, 97])  # one decoded chunk, and several merged
+def test_exact_path_and_deletes_with_sq8(
+    tmp_path: Path, data: np.ndarray, chunk: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(embedded_index, "_DECODE_CHUNK", chunk)
     with filled(tmp_path, "sq8", data[:500]) as store:
         store.settings = store.settings.model_copy(update={"exact_search_max": 10_000})
         store.delete([f"r{i:05d}" for i in range(0, 500, 2)])

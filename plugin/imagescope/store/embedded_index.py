@@ -66,6 +66,8 @@ FORMAT_VERSION = 1
 #: Up to this many queries, exact scores are computed in place (no copy of the
 #: allowed vectors); larger batches gather the vectors once and use BLAS.
 _IN_PLACE_MAX_QUERIES = 4
+#: Vectors decoded at a time when a compressed index scans a selection.
+_DECODE_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -263,6 +265,25 @@ class HnswIndex:
             raise RuntimeError("a compressed index needs full_vectors to score exactly")
         return rescored(queries, slots, k, self.full_vectors)
 
+    def closest(
+        self, queries: NDArray[np.float32], slots: NDArray[np.int64], count: int
+    ) -> NDArray[np.int64]:
+        """Per query, the ``count`` of ``slots`` scoring best with the index's own
+        (for compressed storage: decoded) vectors, unordered; decoded in chunks."""
+        count = min(count, len(slots))
+        best = np.zeros((len(queries), 0), dtype=np.int64)
+        if count == 0:
+            return best
+        best_scores = np.zeros((len(queries), 0), dtype=np.float32)
+        for start in range(0, len(slots), _DECODE_CHUNK):
+            chunk = slots[start : start + _DECODE_CHUNK]
+            pool = np.hstack([best, np.broadcast_to(chunk, (len(queries), len(chunk)))])
+            pool_scores = np.hstack([best_scores, queries @ self.vectors(chunk).T])
+            top = np.argpartition(-pool_scores, count - 1, axis=1)[:, :count]
+            best = np.take_along_axis(pool, top, axis=1)
+            best_scores = np.take_along_axis(pool_scores, top, axis=1)
+        return best
+
     def exact_scores(
         self, queries: NDArray[np.float32], slots: NDArray[np.int64]
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
@@ -323,7 +344,19 @@ def search_exact(
     allowed: Selection,
     ids_of: SlotIds,
 ) -> list[list[Hit]]:
-    """Exact top ``k`` among ``allowed`` slots; ties by ascending id, even at the cut."""
+    """Exact top ``k`` among ``allowed`` slots; ties by ascending id, even at the cut.
+
+    A compressed index ranks by its decoded vectors (in memory) and re-scores
+    the best ``k * rescore_factor`` exactly: every vector read from SQLite
+    would cost far more.
+    """
+    if index.compressed:
+        fetch = index.closest(queries, allowed.slots, k * index.rescore_factor)
+        found, slots = index.rescored(queries, fetch, k)
+        return [
+            _ranked(ids_of(row_slots[row_slots >= 0]), row_scores[row_slots >= 0])
+            for row_scores, row_slots in zip(found, slots, strict=True)
+        ]
     scores = index.scores(queries, allowed.slots)
     results = []
     for row in scores:
