@@ -27,6 +27,7 @@ from imagescope.errors import EmptyQueryError, InputError
 from imagescope.models.base import Reasoner
 from imagescope.models.description_edit import Description, is_stop
 from imagescope.models.lexicon import INSTRUCTION_VERBS, is_verb_only
+from imagescope.models.reference_details import Probe, probes, with_details
 from imagescope.models.rule_clauses import ATTRIBUTES, classify, clauses
 from imagescope.models.rule_descriptions import (
     apply_edits,
@@ -285,6 +286,15 @@ class RuleReasoner(Reasoner):
             descriptions=descriptions[-num_descriptions:],
             reasoning=f"rule-based: {len(edits)} edit(s) from keyword patterns",
         )
+
+    def reference_probes(self, caption: str) -> list[Probe]:
+        """Questions about a reference's details its caption leaves out
+        (:mod:`~imagescope.models.reference_details`)."""
+        return probes(caption)
+
+    def with_reference_details(self, caption: str, confirmed: Sequence[Probe]) -> str:
+        """The reference caption with the details a verifier confirmed."""
+        return with_details(caption, confirmed)
 
     def make_propositions(
         self,

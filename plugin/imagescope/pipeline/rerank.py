@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 
 from PIL.Image import Image
 
+from imagescope.errors import ImageScopeError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.stage1 import instruction_of
 from imagescope.pipeline.stage2 import make_propositions, rank_by_satisfied, verify_candidates
@@ -54,6 +55,14 @@ def _reference_image(components: Components, request: RerankRequest) -> Image | 
     return None
 
 
+def _readable_reference(components: Components, request: RerankRequest) -> Image | None:
+    """The reference image for stage 2, or None when it cannot be read (stage 2 goes on)."""
+    try:
+        return _reference_image(components, request)
+    except ImageScopeError:
+        return None
+
+
 def _reference_id(request: RerankRequest) -> str | None:
     query = request.query
     return query.reference.id if isinstance(query, ComposedQuery) else None
@@ -83,6 +92,7 @@ def rerank(
                 descriptions=trace.descriptions,
                 reference_caption=trace.reference_caption,
                 trace=trace,
+                reference=_readable_reference(components, request),
             )
         report(0.2)
         with timed(trace, StageName.VERIFY):

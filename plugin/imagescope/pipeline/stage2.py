@@ -5,6 +5,12 @@ the top-k candidates alone; the top-k is re-sorted by how many answers match,
 stably, so ties keep the stage-1 order. Candidates below k are not touched.
 All questions about all candidates go to the verifier in one call, with the
 candidates' stored image vectors when it can use them (``pipeline.vectors``).
+
+For a composed query, a verifier that ``reads_details`` is first asked about
+the reference image itself: the details its caption leaves out
+(:mod:`~imagescope.models.reference_details`), when the reasoner is a
+``ReferenceReader``. The propositions then describe the target from the
+fuller reference description and the edit.
 """
 
 from __future__ import annotations
@@ -12,8 +18,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 
+from PIL.Image import Image
+
 from imagescope.errors import ImageScopeError, ModelBackendError
 from imagescope.models.base import VerifyItem
+from imagescope.models.reference_details import ReferenceReader, confirmed
 from imagescope.pipeline.context import Components, cache_key
 from imagescope.pipeline.trace import costed
 from imagescope.pipeline.vectors import stored_image_vectors
@@ -40,9 +49,20 @@ def make_propositions(
     descriptions: Sequence[str],
     reference_caption: str | None,
     trace: Trace,
+    reference: Image | None = None,
 ) -> list[Proposition]:
-    """Stage 2a; a reasoner failure leaves stage 2 without propositions (noted)."""
+    """Stage 2a; a reasoner failure leaves stage 2 without propositions (noted).
+
+    ``reference``: a composed query's reference image, read for details its
+    caption leaves out (see the module docstring)."""
     try:
+        fuller = reference_details(components, reference, reference_caption, trace=trace)
+        if fuller is not None:
+            with costed(trace, "reasoner", components.reasoner):
+                intent = components.reasoner.synthesize_intent(
+                    instruction, reference_caption=fuller, num_descriptions=len(descriptions) or 3
+                )
+            edits, descriptions, reference_caption = intent.edits, intent.descriptions, fuller
         with costed(trace, "reasoner", components.reasoner):
             props = components.reasoner.make_propositions(
                 instruction,
@@ -62,6 +82,36 @@ def make_propositions(
             seen.add(key)
             unique.append(p)
     return unique
+
+
+def reference_details(
+    components: Components, reference: Image | None, caption: str | None, *, trace: Trace
+) -> str | None:
+    """The reference caption with the details the verifier confirms on the reference
+    image; None when nothing was asked or confirmed (noted in the trace)."""
+    reasoner, verifier = components.reasoner, components.verifier
+    if reference is None or not caption or verifier is None:
+        return None
+    if not getattr(verifier, "reads_details", False) or not isinstance(reasoner, ReferenceReader):
+        return None
+    asked = reasoner.reference_probes(caption)
+    if not asked:
+        return None
+    items = [VerifyItem("reference", reference, p.question) for p in asked]
+    try:
+        with costed(trace, "verifier", verifier):
+            found = confirmed(asked, verifier.verify(items))
+    except ModelBackendError as exc:
+        log.warning("reading the reference failed: %s", exc)
+        trace.notes.append(f"reference not read: {exc}")
+        return None
+    if not found:
+        return None
+    fuller = reasoner.with_reference_details(caption, found)
+    trace.notes.append(
+        f"reference read by the verifier ({len(asked)} questions): {caption!r} -> {fuller!r}"
+    )
+    return fuller
 
 
 def _lookup_cached(

@@ -51,7 +51,12 @@ def judge_model_id(path: Path | None = None) -> str:
 
 
 class LearnedVerifier(Verifier):
-    """Yes when the verify head's P(yes) reaches ``threshold``."""
+    """Yes when the verify head's P(yes) reaches ``threshold``.
+
+    ``reads_details``: it reads counts, patterns, positions and backgrounds
+    reliably, so stage 2 may ask it about a composed query's reference image."""
+
+    reads_details = True
 
     def __init__(self, path: Path | None = None, *, threshold: float = 0.5) -> None:
         self.judge = shared_judge(path)
