@@ -19,6 +19,7 @@ is always registered and ``config_dir`` adds another.
 
 from __future__ import annotations
 
+import copy
 import logging
 import os
 import threading
@@ -38,6 +39,7 @@ from PIL.Image import Image
 from imagescope.errors import ConfigError, ImageError, ModelBackendError
 from imagescope.models.base import Embedder, Vectors
 from imagescope.models.hub import hub_offline
+from imagescope.models.open_clip_text import trimmed_text_encoder
 
 logger = logging.getLogger(__name__)
 
@@ -255,6 +257,10 @@ class OpenClipEmbedder(Embedder):
     ``open_clip:ViT-B-32/laion2b_s34b_b79k`` (a checkpoint path contributes its
     file name). Outputs follow the ``Embedder`` contract: float32, unit rows,
     input order, computed in batches of ``batch_size`` without gradients.
+    Texts run only up to the longest prompt of a batch when the text tower is
+    the standard CLIP one (:mod:`~imagescope.models.open_clip_text`; the same
+    vectors up to float rounding); ``trim_texts=False`` or ``untrimmed()`` runs
+    open_clip's ``encode_text`` over the whole context.
 
     Raises ``ConfigError`` at construction for an unknown model, a missing or
     unfit checkpoint, weights that cannot be fetched, or an unusable device;
@@ -270,6 +276,7 @@ class OpenClipEmbedder(Embedder):
         device: str = "cpu",
         batch_size: int = 32,
         config_dir: Path | None = None,
+        trim_texts: bool = True,
     ) -> None:
         if batch_size < 1:
             raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
@@ -280,13 +287,28 @@ class OpenClipEmbedder(Embedder):
         weights = _resolve_weights(model, pretrained)
         self._model, self._preprocess = _create(model, weights, self._device)
         self._tokenizer = open_clip.get_tokenizer(_config_name(model))
+        self._trimmed = trimmed_text_encoder(self._model)
+        self.trim_texts = trim_texts and self._trimmed is not None
         self.batch_size = batch_size
         self.model_id = (
             f"open_clip:{model}/{weights.label}" if weights.label else f"open_clip:{model}"
         )
         self.dim = 0  # set from one probe text; only empty inputs read it before
         self.dim = int(self.embed_texts(["a photo"]).shape[1])
-        logger.info("loaded %s (%d-d) on %s", self.model_id, self.dim, self._device)
+        logger.info(
+            "loaded %s (%d-d) on %s; texts %s",
+            self.model_id,
+            self.dim,
+            self._device,
+            "trimmed to the longest prompt" if self.trim_texts else "over the whole context",
+        )
+
+    def untrimmed(self) -> OpenClipEmbedder:
+        """The same model (shared, not copied) with texts through open_clip's own
+        ``encode_text`` over the whole context: the baseline of the trimmed path."""
+        twin = copy.copy(self)
+        twin.trim_texts = False
+        return twin
 
     def embed_texts(self, texts: Sequence[str]) -> Vectors:
         return self._run(list(texts), self._encode_texts)
@@ -310,6 +332,8 @@ class OpenClipEmbedder(Embedder):
 
     def _encode_texts(self, texts: list[str]) -> np.ndarray:
         tokens = self._tokenizer(texts).to(self._device)
+        if self.trim_texts and self._trimmed is not None:
+            return _unit_rows(self._trimmed(tokens))
         return _unit_rows(self._model.encode_text(tokens))
 
     def _encode_images(self, images: list[Image]) -> np.ndarray:
