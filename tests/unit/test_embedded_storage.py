@@ -9,7 +9,6 @@ import pytest
 from pydantic import ValidationError
 
 from imagescope.settings import EmbeddedStoreSettings, Settings
-from imagescope.store import embedded_index
 from imagescope.store.base import CatalogRecord
 from imagescope.store.embedded import EmbeddedStore
 from imagescope.store.embedded_index import read_header
@@ -111,13 +110,13 @@ def test_sq8_graph_scores_alone_are_not_exact(tmp_path: Path, data: np.ndarray) 
     assert np.abs(scores - exact).max() > 1e-4
 
 
-@pytest.mark.parametrize("chunk", [65_536, 97])  # one decoded chunk, and several merged
-def test_exact_path_and_deletes_with_sq8(
-    tmp_path: Path, data: np.ndarray, chunk: int, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("exact_max", [0, 10_000])  # the graph path, the exact path
+@pytest.mark.parametrize("storage", ["fp16", "sq8"])
+def test_deleted_records_are_excluded_with_compressed_storage(
+    tmp_path: Path, data: np.ndarray, storage: str, exact_max: int
 ) -> None:
-    monkeypatch.setattr(embedded_index, "_DECODE_CHUNK", chunk)
-    with filled(tmp_path, "sq8", data[:500]) as store:
-        store.settings = store.settings.model_copy(update={"exact_search_max": 10_000})
+    with filled(tmp_path, storage, data[:500]) as store:
+        store.settings = store.settings.model_copy(update={"exact_search_max": exact_max})
         store.delete([f"r{i:05d}" for i in range(0, 500, 2)])
         query = data[1]
         hits = store.knn("image", query, k=K)[0]

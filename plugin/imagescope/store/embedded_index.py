@@ -66,8 +66,6 @@ FORMAT_VERSION = 1
 #: Up to this many queries, exact scores are computed in place (no copy of the
 #: allowed vectors); larger batches gather the vectors once and use BLAS.
 _IN_PLACE_MAX_QUERIES = 4
-#: Vectors decoded at a time when a compressed index scans a selection.
-_DECODE_CHUNK = 65_536
 
 
 @dataclass(frozen=True)
@@ -266,23 +264,25 @@ class HnswIndex:
         return rescored(queries, slots, k, self.full_vectors)
 
     def closest(
-        self, queries: NDArray[np.float32], slots: NDArray[np.int64], count: int
+        self, queries: NDArray[np.float32], allowed: Selection, count: int
     ) -> NDArray[np.int64]:
-        """Per query, the ``count`` of ``slots`` scoring best with the index's own
-        (for compressed storage: decoded) vectors, unordered; decoded in chunks."""
-        count = min(count, len(slots))
-        best = np.zeros((len(queries), 0), dtype=np.int64)
-        if count == 0:
-            return best
-        best_scores = np.zeros((len(queries), 0), dtype=np.float32)
-        for start in range(0, len(slots), _DECODE_CHUNK):
-            chunk = slots[start : start + _DECODE_CHUNK]
-            pool = np.hstack([best, np.broadcast_to(chunk, (len(queries), len(chunk)))])
-            pool_scores = np.hstack([best_scores, queries @ self.vectors(chunk).T])
-            top = np.argpartition(-pool_scores, count - 1, axis=1)[:, :count]
-            best = np.take_along_axis(pool, top, axis=1)
-            best_scores = np.take_along_axis(pool_scores, top, axis=1)
-        return best
+        """Per query, the ``count`` ``allowed`` slots scoring best with the vectors the
+        index stores (compressed ones: approximate scores), best first; -1 pads.
+
+        A brute-force scan of the stored codes, in place, filtered by the same
+        bitmap selector as the graph search.
+        """
+        params = _faiss.SearchParameters()
+        if len(allowed) < self._ntotal:
+            params.sel = allowed.selector_at(
+                (id(self), self._ntotal), lambda: self._storage_positions(allowed.slots)
+            )
+        storage = _faiss.downcast_index(self._graph.storage)
+        with faiss_threads(1 if len(queries) == 1 else 0):
+            _, positions = storage.search(
+                np.ascontiguousarray(queries, dtype=np.float32), count, params=params
+            )
+        return self.slots_at(positions)
 
     def exact_scores(
         self, queries: NDArray[np.float32], slots: NDArray[np.int64]
@@ -346,12 +346,12 @@ def search_exact(
 ) -> list[list[Hit]]:
     """Exact top ``k`` among ``allowed`` slots; ties by ascending id, even at the cut.
 
-    A compressed index ranks by its decoded vectors (in memory) and re-scores
-    the best ``k * rescore_factor`` exactly: every vector read from SQLite
-    would cost far more.
+    A compressed index ranks by its compressed vectors (in memory) and
+    re-scores the best ``k * rescore_factor`` exactly: reading every allowed
+    vector from SQLite would cost far more.
     """
     if index.compressed:
-        fetch = index.closest(queries, allowed.slots, k * index.rescore_factor)
+        fetch = index.closest(queries, allowed, k * index.rescore_factor)
         found, slots = index.rescored(queries, fetch, k)
         return [
             _ranked(ids_of(row_slots[row_slots >= 0]), row_scores[row_slots >= 0])
