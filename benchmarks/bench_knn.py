@@ -122,6 +122,16 @@ def parse_args() -> argparse.Namespace:
         default="flat",
         help="the embedded store's index_storage (results file gets a -fp16/-sq8 suffix)",
     )
+    parser.add_argument(
+        "--embedded-ef-construction",
+        type=int,
+        help="the embedded store's ef_construction (default: its setting; file suffix -efcN)",
+    )
+    parser.add_argument(
+        "--exact-queries",
+        type=int,
+        help="time exact numpy on only this many queries (it scans all N per query)",
+    )
     args = parser.parse_args()
     if args.million:
         args.n = 1_000_000
@@ -221,7 +231,9 @@ def bench_exact(
     def search(query: np.ndarray, k: int) -> list[str]:
         return ids_of(exact_top(data, query[None, :], k)[0])
 
-    return {f"k{k}": measure(search, queries, truth, k, args.warmup) for k in KS}
+    count = args.exact_queries or len(queries)
+    warmup = min(args.warmup, count)
+    return {f"k{k}": measure(search, queries[:count], truth[:count], k, warmup) for k in KS}
 
 
 def ingest(store: VectorStore, data: np.ndarray) -> float:
@@ -303,16 +315,25 @@ def raw_build_s(
     return time.perf_counter() - started, time.process_time() - cpu
 
 
-def open_embedded(folder: Path, storage: str = "flat") -> Any:
+def embedded_settings(args: argparse.Namespace, folder: Path | None = None) -> Any:
+    """The store's settings with this run's storage and ef_construction."""
+    update: dict[str, Any] = {"index_storage": args.index_storage}
+    if args.embedded_ef_construction is not None:
+        update["ef_construction"] = args.embedded_ef_construction
+    if folder is not None:
+        update["path"] = folder / "catalog"
+    return EmbeddedStoreSettings().model_copy(update=update)
+
+
+def open_embedded(folder: Path, args: argparse.Namespace) -> Any:
     from imagescope.store.embedded import EmbeddedStore
 
-    settings = EmbeddedStoreSettings(path=folder / "catalog", index_storage=storage)  # type: ignore[arg-type]
-    return EmbeddedStore(settings)
+    return EmbeddedStore(embedded_settings(args, folder))
 
 
 def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Raw faiss and the store building the same graph, alternately; the last store kept."""
-    defaults = EmbeddedStoreSettings()
+    defaults = embedded_settings(args)
     raw, store_s, raw_cpu, store_cpu = [], [], [], []
     for repeat in range(args.build_repeats):
         wall, cpu = raw_build_s(
@@ -325,7 +346,7 @@ def paired_builds(data: np.ndarray, args: argparse.Namespace, work: Path) -> dic
         raw_cpu.append(cpu)
         folder = work / f"build-{repeat}"
         cpu = time.process_time()
-        with open_embedded(folder, args.index_storage) as store:
+        with open_embedded(folder, args) as store:
             store.ensure(args.dim)
             store_s.append(ingest(store, data))
         store_cpu.append(time.process_time() - cpu)
@@ -396,25 +417,23 @@ def alternated(
 def bench_embedded(
     data: np.ndarray, queries: np.ndarray, truth: np.ndarray, args: argparse.Namespace
 ) -> dict[str, Any]:
-    defaults = EmbeddedStoreSettings()
+    defaults = embedded_settings(args)
     with contextlib.ExitStack() as stack:
         work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="bench-knn-")))
         build: dict[str, Any] | None = None
         if args.embedded_path is not None:
             folder = args.embedded_path
-            store = stack.enter_context(open_embedded(folder, args.index_storage))
+            store = stack.enter_context(open_embedded(folder, args))
             store.ensure(args.dim)
             if not holds_catalog(store, data):
                 build = {"store_s": {"min": ingest(store, data)}}
         elif args.build_repeats < 1:  # the store alone (a large run with no time to pair)
-            store = stack.enter_context(open_embedded(work / "store", args.index_storage))
+            store = stack.enter_context(open_embedded(work / "store", args))
             store.ensure(args.dim)
             build = {"store_s": {"min": ingest(store, data)}}
         else:
             build = paired_builds(data, args, work)
-            store = stack.enter_context(
-                open_embedded(Path(build.pop("folder")), args.index_storage)
-            )
+            store = stack.enter_context(open_embedded(Path(build.pop("folder")), args))
         index_file = store.path / "image.hnsw"
         store.flush()
         index_mib = index_file.stat().st_size / 2**20
@@ -525,6 +544,7 @@ def main() -> None:
         "dim": args.dim,
         "data": describe_data(args),
         "queries": args.queries,
+        "exact_timed_queries": args.exact_queries or args.queries,
         "machine": {
             "cpus": os.cpu_count(),
             "platform": platform.platform(),
@@ -547,6 +567,8 @@ def main() -> None:
         suffix += "".join(f"-{store}" for store in STORES if store not in args.skip)
     if args.index_storage != "flat":
         suffix += f"-{args.index_storage}"
+    if args.embedded_ef_construction is not None:
+        suffix += f"-efc{args.embedded_ef_construction}"
     out = RESULTS_DIR / f"knn-{args.n}{suffix}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     print_table(results)
