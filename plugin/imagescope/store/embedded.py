@@ -61,12 +61,8 @@ from imagescope.store.base import (
     VectorStore,
     validate_filters,
 )
-from imagescope.store.embedded_index import (
-    HnswIndex,
-    remove_temp_files,
-    search_approximate,
-    search_exact,
-)
+from imagescope.store.embedded_index import HnswIndex, remove_temp_files
+from imagescope.store.embedded_search import search_approximate, search_exact
 from imagescope.store.embedded_sql import (
     CatalogDb,
     CatalogMeta,
