@@ -57,7 +57,8 @@ QUEUE_FACTOR = 2
 
 
 def build_client(settings: OpenSearchSettings) -> OpenSearch:
-    """An opensearch-py client for ``settings``; retries are left to :class:`Requester`."""
+    """An opensearch-py client for ``settings`` writing request bodies with orjson
+    (:class:`OrjsonSerializer`); retries are left to :class:`Requester`."""
     auth = None
     if settings.username:
         password = settings.password.get_secret_value() if settings.password else ""
