@@ -42,13 +42,14 @@ def _n(value: int) -> str:
 
 def knn_rows() -> Iterator[Row]:
     """Embedded store vs raw faiss: build, and query p50 on the same graph."""
-    files = sorted(RESULTS.glob("knn-*-embedded.json"), key=lambda p: int(p.name.split("-")[1]))
+    # Variants (``--index-storage``, ``--embedded-ef-construction``) add a suffix.
+    files = sorted(RESULTS.glob("knn-*-embedded*.json"), key=lambda p: int(p.name.split("-")[1]))
     for path in files:
         r = json.loads(path.read_text())
         embedded = r.get("embedded") or {}
         if r.get("baseline") != "faiss_raw" or "faiss_raw" not in embedded:
             continue
-        size = f"{_n(r['n'])} x {r['dim']}"
+        size = f"{_n(r['n'])} x {r['dim']}{_knn_variant(embedded.get('hnsw') or {})}"
         build = embedded.get("build_vs_faiss_raw") or {}
         if "faiss_raw_s" in build:
             store, raw = build["store_s"], build["faiss_raw_s"]
@@ -78,6 +79,14 @@ def knn_rows() -> Iterator[Row]:
                 "-",
                 path.name,
             ]
+
+
+def _knn_variant(hnsw: dict[str, Any]) -> str:
+    """`` (sq8 vectors, efConstruction 64)`` for a run off the store's defaults."""
+    storage, efc = hnsw.get("index_storage", "flat"), hnsw.get("ef_construction", 200)
+    parts = [f"{storage} vectors"] if storage != "flat" else []
+    parts += [f"efConstruction {efc}"] if efc != 200 else []
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def query_rows() -> Iterator[Row]:
