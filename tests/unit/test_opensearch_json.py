@@ -107,6 +107,12 @@ def test_bulk_actions_carry_arrays_that_serialize_to_the_same_vectors(managed):
     assert np.array_equal(np.asarray(sent["image_vector"], dtype=np.float32), image)
     assert np.array_equal(np.asarray(sent["caption_vector"], dtype=np.float32), caption)
     assert sent["caption"] == "red" and sent["uri"] == "/a"
+    # A client passed in by the caller (opensearch-py's own serializer) writes the same.
+    plain = json.loads(STDLIB.dumps(body))
+    assert np.array_equal(np.asarray(plain["image_vector"], dtype=np.float32), image)
+    assert {k: v for k, v in plain.items() if "vector" not in k} == {
+        k: v for k, v in sent.items() if "vector" not in k
+    }
     if not managed:
         own = json.loads(FAST.dumps(action["doc"]))
         assert np.array_equal(np.asarray(own["caption_vector"], dtype=np.float32), caption)
