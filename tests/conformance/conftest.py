@@ -33,12 +33,15 @@ EMBEDDED_TEST_SETTINGS: dict[str, Any] = {
 }
 
 
-def _embedded_factory(tmp_path: Path, made: list[VectorStore]) -> StoreFactory:
+def _embedded_factory(
+    tmp_path: Path, made: list[VectorStore], *, storage: str = "flat"
+) -> StoreFactory:
     from imagescope.store.embedded import EmbeddedStore
 
     def make(dim: int, **overrides: Any) -> VectorStore:
         folder = tmp_path / f"catalog-{len(made)}"
-        settings = EmbeddedStoreSettings(path=folder, **{**EMBEDDED_TEST_SETTINGS, **overrides})
+        options = {**EMBEDDED_TEST_SETTINGS, "index_storage": storage, **overrides}
+        settings = EmbeddedStoreSettings(path=folder, **options)
         store = EmbeddedStore(settings)
         made.append(store)
         store.ensure(dim)
@@ -72,6 +75,8 @@ def _memory_factory(dim: int, **_overrides: Any) -> VectorStore:
     params=[
         pytest.param("memory", id="memory", marks=pytest.mark.unit),
         pytest.param("embedded", id="embedded", marks=pytest.mark.unit),
+        # Compressed index vectors, re-scored exactly: the same contract.
+        pytest.param("embedded-sq8", id="embedded-sq8", marks=pytest.mark.unit),
         pytest.param("opensearch", id="opensearch", marks=pytest.mark.integration),
     ]
 )
@@ -79,9 +84,10 @@ def store_factory(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[St
     if request.param == "memory":
         yield _memory_factory
         return
-    if request.param == "embedded":
+    if request.param.startswith("embedded"):
         made: list[VectorStore] = []
-        yield _embedded_factory(tmp_path, made)
+        storage = request.param.partition("-")[2] or "flat"
+        yield _embedded_factory(tmp_path, made, storage=storage)
         for store in made:
             store.close()
         return
