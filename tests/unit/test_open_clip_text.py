@@ -14,7 +14,7 @@ from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg, CustomTextCLIP
 from imagescope.models.open_clip_text import (
     LENGTH_STEP,
     is_standard_text_tower,
-    trimmed_length,
+    trimmed_lengths,
     trimmed_text_encoder,
 )
 
@@ -41,8 +41,8 @@ def _tokens(texts: list[str]) -> torch.Tensor:
     return open_clip.get_tokenizer("ViT-B-32")(texts)
 
 
-def _positions_run(model: CLIP, tokens: torch.Tensor) -> tuple[torch.Tensor, int]:
-    """The trimmed encoder's output and the number of positions the transformer ran."""
+def _positions_run(model: CLIP, tokens: torch.Tensor) -> tuple[torch.Tensor, list[int]]:
+    """The trimmed encoder's output and the positions of each transformer run."""
     seen: list[int] = []
     hook = model.transformer.register_forward_pre_hook(
         lambda _module, args: seen.append(args[0].shape[1])
@@ -54,7 +54,7 @@ def _positions_run(model: CLIP, tokens: torch.Tensor) -> tuple[torch.Tensor, int
             out = encode(tokens)
     finally:
         hook.remove()
-    return out, seen[0]
+    return out, seen
 
 
 @pytest.mark.parametrize(
@@ -71,21 +71,23 @@ def test_trimmed_forward_equals_encode_text(text: dict[str, Any], texts: list[st
     trimmed, ran = _positions_run(model, tokens)
     assert trimmed.shape == full.shape
     torch.testing.assert_close(trimmed, full, atol=2e-5, rtol=1e-5)
-    last = int(tokens.argmax(dim=-1).max()) + 1
-    assert ran == trimmed_length(tokens, context=77)
-    assert last <= ran < last + LENGTH_STEP or ran == 77
-    if LONG not in texts:
-        assert ran < 77  # the point: fewer positions than the context
+    ends = (tokens.argmax(dim=-1) + 1).tolist()
+    lengths = trimmed_lengths(tokens, context=77).tolist()
+    assert sorted(ran) == sorted(set(lengths))  # one run per length group
+    for end, length in zip(ends, lengths, strict=True):
+        assert end <= length < end + LENGTH_STEP or length == 77
+    assert min(ran) < 77  # the point: fewer positions than the context
+    assert (max(ran) == 77) == (LONG in texts)
 
 
-def test_trimmed_length_reaches_the_last_end_token() -> None:
-    tokens = torch.zeros(2, 77, dtype=torch.long)
+def test_trimmed_lengths_reach_each_end_token() -> None:
+    tokens = torch.zeros(3, 77, dtype=torch.long)
     tokens[0, :3] = torch.tensor([49406, 320, 49407])
     tokens[1, :10] = 5
     tokens[1, 9] = 49407
-    assert trimmed_length(tokens, context=77) == 16
-    tokens[1, 9], tokens[1, 76] = 5, 49407  # a prompt cut at the context: end token last
-    assert trimmed_length(tokens, context=77) == 77
+    tokens[2, :77] = 5
+    tokens[2, 76] = 49407  # a prompt cut at the context: end token last
+    assert trimmed_lengths(tokens, context=77).tolist() == [8, 16, 77]
 
 
 class _OwnEncodeText(CLIP):

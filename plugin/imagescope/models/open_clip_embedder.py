@@ -257,8 +257,8 @@ class OpenClipEmbedder(Embedder):
     ``open_clip:ViT-B-32/laion2b_s34b_b79k`` (a checkpoint path contributes its
     file name). Outputs follow the ``Embedder`` contract: float32, unit rows,
     input order, computed in batches of ``batch_size`` without gradients.
-    Texts run only up to the longest prompt of a batch when the text tower is
-    the standard CLIP one (:mod:`~imagescope.models.open_clip_text`; the same
+    Texts run only up to their end-of-text token when the text tower is the
+    standard CLIP one (:mod:`~imagescope.models.open_clip_text`; the same
     vectors up to float rounding); ``trim_texts=False`` or ``untrimmed()`` runs
     open_clip's ``encode_text`` over the whole context.
 
@@ -300,7 +300,7 @@ class OpenClipEmbedder(Embedder):
             self.model_id,
             self.dim,
             self._device,
-            "trimmed to the longest prompt" if self.trim_texts else "over the whole context",
+            "trimmed to their end token" if self.trim_texts else "over the whole context",
         )
 
     def untrimmed(self) -> OpenClipEmbedder:
