@@ -95,6 +95,12 @@ def query_rows() -> Iterator[Row]:
         r = json.loads(path.read_text())
         base = r[r["baseline"]]["total"]["p50_ms"]
         same = "identical rankings" if r["identical_rankings"] else "RANKINGS DIFFER"
+        machine = r.get("machine", {})
+        loads = [
+            machine[k][0] for k in ("load_average_at_start", "load_average_at_end") if k in machine
+        ]
+        if loads:
+            same += f" (load average {' to '.join(f'{v:.1f}' for v in loads)})"
         for path_name, label in (("reuse", "warm text cache"), ("reuse_cold", "cold text cache")):
             stages = r[path_name]
             yield [

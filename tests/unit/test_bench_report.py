@@ -75,3 +75,18 @@ def test_a_ranking_difference_is_shown_and_missing_files_give_no_rows(
     assert report.table().count("\n") == len(report.HEADER) + 1  # markers and header only
     (tmp_path / "query-5000.json").write_text(json.dumps(query_result(False)))
     assert "RANKINGS DIFFER" in report.table()
+    assert "load average" not in report.table()  # older files: no machine section
+
+
+def test_query_rows_show_the_load_average_of_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    report = load_report()
+    monkeypatch.setattr(report, "RESULTS", tmp_path)
+    result = query_result(True)
+    result["machine"] = {
+        "load_average_at_start": [3.52, 2.0, 1.0],
+        "load_average_at_end": [7.04, 3.0, 1.0],
+    }
+    (tmp_path / "query-5000.json").write_text(json.dumps(result))
+    assert "identical rankings (load average 3.5 to 7.0)" in report.table()
