@@ -11,15 +11,20 @@ Every query runs, in the same process, through:
 
 - ``reencode`` (the baseline, the path before vector reuse): the CLIP verifier
   and evaluator encode every candidate image again, embed every text of every
-  call, and stage 3 asks the evaluator about one candidate per call;
-- ``reuse_cold``: stored image vectors, all texts of a call in one batch,
-  the shortlist in one evaluator call, with the text-vector cache emptied
-  before the query (a first query);
-- ``reuse``: the same with the cache kept across queries (a serving process).
+  call over open_clip's whole context (``encode_text``, 77 positions), and
+  stage 3 asks the evaluator about one candidate per call;
+- ``reuse_untrimmed``: stored image vectors, all texts of a call in one batch,
+  the shortlist in one evaluator call, the text-vector cache kept across
+  queries, texts still over the whole context (the path before trimming);
+- ``reuse_cold``: the same with texts run only up to the longest prompt of a
+  batch (``open_clip_text``), and the text-vector cache emptied before the
+  query (a first query);
+- ``reuse``: trimmed texts, the cache kept across queries (a serving process).
 
 Reported: p50/p90 of the stage 1+2+3 wall time per path, per-stage p50s, the
 ratio to the baseline, whether every ranking (ids, propositions satisfied,
-evaluator verdicts) was identical, and the cache's hit rate.
+evaluator verdicts) was identical to the baseline's, the cache's hit rate, and
+the load average before and after (other jobs on the machine slow every path).
 
     nice .venv/bin/python benchmarks/bench_query.py --gallery-path /tmp/bench-query-5k
 
@@ -55,7 +60,7 @@ from imagescope.synthetic.catalog import make_catalog, write_catalog
 from imagescope.synthetic.queries import make_queries
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-PATHS = ("reencode", "reuse_cold", "reuse")
+PATHS = ("reencode", "reuse_untrimmed", "reuse_cold", "reuse")
 log = logging.getLogger("bench_query")
 
 
@@ -68,6 +73,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--alpha", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--gallery-path", type=Path, default=Path("/tmp/bench-query-gallery"))
+    parser.add_argument("--out", type=Path, help="results file (default: results/query-<n>.json)")
     return parser.parse_args()
 
 
@@ -139,6 +145,8 @@ def check_gallery(store: EmbeddedStore, limits: ImageLimits, embedder: OpenClipE
 def components(
     store: Any, limits: ImageLimits, embedder: OpenClipEmbedder, path: str
 ) -> Components:
+    if path in ("reencode", "reuse_untrimmed"):
+        embedder = embedder.untrimmed()
     verifier, evaluator = clip_judges(
         embedder, reuse=path != "reencode", text_cache=TextVectorCache()
     )
@@ -183,18 +191,15 @@ def percentiles(values: list[float]) -> dict[str, float]:
     }
 
 
-def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    args = parse_args()
-    torch.manual_seed(args.seed)
-    embedder = OpenClipEmbedder(args.model, None, batch_size=64)
-    store, limits = open_gallery(args, embedder)
-    paths = {path: components(store, limits, embedder, path) for path in PATHS}
-    queries = make_queries(
-        make_catalog(args.n, seed=args.seed + 1), n_per_kind=args.per_kind, seed=args.seed + 2
-    )
-    seconds: dict[str, list[dict[str, float]]] = {path: [] for path in PATHS}
-    identical = []
+Timings = dict[str, list[dict[str, float]]]
+
+
+def time_queries(
+    paths: dict[str, Components], queries: list[Any], args: argparse.Namespace
+) -> tuple[Timings, dict[str, list[bool]]]:
+    """Each query through every path in turn; per path, whether it ranked as the baseline."""
+    seconds: Timings = {path: [] for path in PATHS}
+    identical: dict[str, list[bool]] = {path: [] for path in PATHS}
     for number, query in enumerate(queries, 1):
         results = {}
         for path in PATHS:
@@ -202,29 +207,40 @@ def main() -> None:
                 paths[path].verifier.text_cache.clear()  # type: ignore[union-attr]
             results[path], took = run(paths[path], query.query, args)
             seconds[path].append(took)
-        identical.append(all(summary(results[p]) == summary(results["reencode"]) for p in PATHS))
+            identical[path].append(summary(results[path]) == summary(results["reencode"]))
         log.info(
             "query %d/%d (%s): %s identical=%s",
             number,
             len(queries),
             query.kind,
             {p: round(s[-1]["total"], 2) for p, s in seconds.items()},
-            identical[-1],
+            all(same[-1] for same in identical.values()),
         )
+    return seconds, identical
+
+
+def make_report(
+    args: argparse.Namespace,
+    paths: dict[str, Components],
+    seconds: Timings,
+    identical: dict[str, list[bool]],
+) -> dict[str, Any]:
     cache = paths["reuse"].verifier.text_cache  # type: ignore[union-attr]
     report: dict[str, Any] = {
         "n": args.n,
         "model": f"{args.model} (random weights, pretrained=None)",
-        "queries": len(queries),
+        "queries": len(seconds["reuse"]),
         "top_k": args.top_k,
         "alpha": args.alpha,
         "baseline": "reencode",
-        "identical_rankings": all(identical),
+        "identical_rankings": all(all(same) for same in identical.values()),
+        "identical_rankings_by_path": {p: all(same) for p, same in identical.items()},
         "text_cache_hit_rate": cache.hits / max(1, cache.hits + cache.misses),
         "machine": {
             "cpus": os.cpu_count(),
             "torch_threads": torch.get_num_threads(),
             "platform": platform.platform(),
+            "load_average_at_start": args.load_at_start,
             "load_average_at_end": os.getloadavg(),
         },
     }
@@ -235,13 +251,30 @@ def main() -> None:
         }
     base = report["reencode"]["total"]["p50_ms"]
     report["ratio_p50"] = {p: report[p]["total"]["p50_ms"] / base for p in PATHS}
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    out = RESULTS_DIR / f"query-{args.n}.json"
+    return report
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    args = parse_args()
+    torch.manual_seed(args.seed)
+    embedder = OpenClipEmbedder(args.model, None, batch_size=64)
+    store, limits = open_gallery(args, embedder)
+    paths = {path: components(store, limits, embedder, path) for path in PATHS}
+    queries = make_queries(
+        make_catalog(args.n, seed=args.seed + 1), n_per_kind=args.per_kind, seed=args.seed + 2
+    )
+    args.load_at_start = os.getloadavg()
+    seconds, identical = time_queries(paths, queries, args)
+    report = make_report(args, paths, seconds, identical)
+    out = args.out or RESULTS_DIR / f"query-{args.n}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     for path in PATHS:
         p50 = {stage: round(v["p50_ms"]) for stage, v in report[path].items()}
-        print(f"{path:>10}: p50 ms {p50}; x{report['ratio_p50'][path]:.2f} of reencode")
-    print(f"identical rankings: {report['identical_rankings']}; saved {out}")
+        print(f"{path:>15}: p50 ms {p50}; x{report['ratio_p50'][path]:.2f} of reencode")
+    print(f"identical rankings: {report['identical_rankings_by_path']}; saved {out}")
+    print(f"load average: {args.load_at_start} at start, {os.getloadavg()} at the end")
     store.close()
 
 
