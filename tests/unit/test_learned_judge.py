@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import math
 import random
 from pathlib import Path
 
@@ -21,12 +22,33 @@ from imagescope.models.openai_chat import OpenAIChatModel
 from imagescope.models.rule_propositions import description_checks
 from imagescope.settings import ChatEndpoint, RoleSettings
 from imagescope.synthetic.bench import BenchConfig
-from imagescope.synthetic.catalog import SyntheticItem, draw, make_catalog
+from imagescope.synthetic.catalog import ATTRIBUTES, VALUES, SyntheticItem, draw, make_catalog
 from imagescope.synthetic.judge_backend import LearnedEvaluator, LearnedVerifier
-from imagescope.synthetic.judge_data import constraints, holds, verify_samples
-from imagescope.synthetic.judge_model import MODEL_NAME, SHIPPED_JUDGE, load_judge
+from imagescope.synthetic.judge_data import (
+    Sample,
+    attribute_codes,
+    composed_samples,
+    constraints,
+    holds,
+    verify_samples,
+    words,
+)
+from imagescope.synthetic.judge_model import (
+    MODEL_NAME,
+    SHIPPED_JUDGE,
+    JudgeConfig,
+    JudgeNet,
+    Vocabulary,
+    load_judge,
+)
 from imagescope.synthetic.judge_server import create_app
-from imagescope.synthetic.judge_train import HELD_OUT_SEEDS, JudgeTrainConfig, train_judge
+from imagescope.synthetic.judge_train import (
+    HELD_OUT_SEEDS,
+    JudgeTrainConfig,
+    edit_loss,
+    reading_targets,
+    train_judge,
+)
 from imagescope.synthetic.judges import register_learned_judges
 
 pytestmark = pytest.mark.unit
@@ -71,6 +93,34 @@ def test_verify_samples_hold_both_answers_and_exact_labels() -> None:
         wanted = constraints(sample.text)
         assert wanted is not None
         assert sample.label == float(holds(pool[sample.image].attributes, wanted))
+
+
+def test_reading_targets_are_the_attributes_and_values_a_text_names() -> None:
+    asked, wanted = reading_targets(["Are the three striped crosses on the left?", "hello"])
+    named = {
+        ATTRIBUTES[c]: VALUES[ATTRIBUTES[c]][int(wanted[0, c])] for c in range(6) if asked[0, c]
+    }
+    assert named == {"count": 3, "pattern": "striped", "category": "cross", "position": "left"}
+    assert not asked[1].any() and bool((wanted[1] == -100).all())
+    assert bool((wanted[0][asked[0] == 0] == -100).all())
+
+
+def test_composed_samples_carry_the_target_the_edit_asks_for() -> None:
+    pool = make_catalog(300, seed=77)
+    codes, rng = attribute_codes(pool), random.Random(5)
+    samples = [s for _ in range(60) for s in composed_samples(pool, codes, rng)]
+    assert {s.label for s in samples} == {0.0, 1.0}
+    for sample in samples:
+        target = {a: VALUES[a][i] for a, i in zip(ATTRIBUTES, sample.target, strict=True)}
+        assert (pool[sample.image].attributes == target) is (sample.label == 1.0)
+        assert pool[sample.reference].attributes != target
+    vocab = Vocabulary(sorted({w for s in samples for w in words(s.text)}))
+    net = JudgeNet(JudgeConfig(vocab_size=len(vocab)))
+    texts = net.encode_texts(vocab.encode([s.text for s in samples], max_words=72))
+    loss = edit_loss(net, texts, samples, codes).item()
+    assert math.isfinite(loss) and loss > 0.0
+    described = [Sample(0, "two red squares", 1.0)]
+    assert edit_loss(net, texts[:1], described, codes).item() == 0.0
 
 
 def test_training_never_draws_the_benchmark_catalog_or_queries() -> None:
@@ -123,9 +173,13 @@ def test_shipped_weights_are_small_and_registered_as_a_kind() -> None:
         ("Are the two striped squares on the left red?", {"colour": "blue"}, False),
         ("Are the two red striped squares on the left?", {"count": 3}, False),
         ("Are the two red striped squares on the left?", {"pattern": "dotted"}, False),
+        ("Are the squares on the left?", {}, True),
+        ("Are the squares on the right?", {}, False),
+        ("Is the square at the top?", {"count": 1, "position": "top"}, True),
+        ("Is the square in the centre?", {"count": 1, "position": "bottom"}, False),
     ],
 )
-def test_verifier_answers_attribute_count_and_pattern_questions(
+def test_verifier_answers_attribute_count_pattern_and_position_questions(
     question: str, changes: dict[str, object], expected: bool
 ) -> None:
     verifier = LearnedVerifier()
@@ -177,14 +231,14 @@ def test_openai_backend_gets_the_judges_logprobs_through_the_server(server: Test
 def test_openai_evaluator_reads_the_judges_verdict_and_reason(server: TestClient) -> None:
     evaluator = ChatEvaluator(_chat(server))
     reference = picture("ref")
-    good, bad = evaluator.evaluate(
-        [
-            EvaluationItem("g", picture("c", count=1), "remove one square", reference),
-            EvaluationItem("b", picture("c2"), "remove one square", reference),
-        ]
-    )
+    items = [
+        EvaluationItem("g", picture("c", count=3), "add one more square", reference),
+        EvaluationItem("b", picture("c2"), "add one more square", reference),
+    ]
+    good, bad = evaluator.evaluate(items)
     assert good.accepted and not bad.accepted
     assert "P(accept)=" in good.reason
+    assert [e.accepted for e in LearnedEvaluator().evaluate(items)] == [True, False]
 
 
 def test_server_rejects_requests_it_cannot_answer(server: TestClient) -> None:

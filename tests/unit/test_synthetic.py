@@ -402,7 +402,11 @@ def test_benchmark_reports_recall_and_cost_per_stage(
             assert 0.0 <= values["R@1"] <= values["R@5"] <= values["R@10"] <= 100.0
     cost = report["cost"]["all"]
     assert cost["1"]["reasoner_calls"] >= 1 and cost["1"]["verifier_calls"] == 0
-    assert cost["2"]["verifier_calls"] == 1 and cost["2"]["questions"] >= 5
+    assert cost["2"]["questions"] >= 5
+    for kind in ("text", "dialog"):
+        assert report["cost"][kind]["2"]["verifier_calls"] == 1
+    # A composed query's reference may be asked about first: one more call.
+    assert 1 <= report["cost"]["composed"]["2"]["verifier_calls"] <= 2
     assert 1 <= cost["3"]["evaluator_calls"] <= 2
     assert report["models"]["verifier"].startswith("learned:ImageScope-Judge")
     for outcome in report["per_query"]:

@@ -29,7 +29,7 @@ from __future__ import annotations
 import random
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -174,6 +174,8 @@ class Sample:
     text: str
     label: float
     reference: int = -1
+    #: With a reference: the value index of each attribute the edit asks for (catalog order).
+    target: tuple[int, ...] = ()
 
 
 def verify_samples(
@@ -254,7 +256,8 @@ def composed_samples(
     out = _pair(instruction, codes, target, rng, reference=reference)
     if rng.random() < 0.2:  # the reference itself never satisfies an edit
         out.append(Sample(reference, instruction, 0.0, reference))
-    return out
+    wanted = tuple(VALUES[a].index(target[a]) for a in ATTRIBUTES)
+    return [replace(sample, target=wanted) for sample in out]
 
 
 def described_samples(

@@ -5,8 +5,12 @@ synthetic benchmark draws its catalog and queries with other seeds
 (:data:`HELD_OUT_SEEDS`), which :class:`JudgeTrainConfig` refuses to train on.
 Each step draws fresh samples (:mod:`~imagescope.synthetic.judge_data`): verify
 questions about pool images, and pairs (reference, instruction, candidate) for
-the stage-3 head. A held-out pool (``pool_seed + 1``) gives the accuracies
-written to the training card next to the weights.
+the stage-3 head. Beside the two heads' answers, the text side is taught
+what it reads, with labels from the generator: which attributes a question
+names and which values (:func:`reading_loss`), and how an edit maps each
+reference value to the target's (:func:`edit_loss`). A held-out pool
+(``pool_seed + 1``) gives the accuracies written to the training card next
+to the weights.
 """
 
 from __future__ import annotations
@@ -34,11 +38,13 @@ from imagescope.synthetic.judge_data import (
     Sample,
     attribute_codes,
     composed_samples,
+    constraints,
     described_samples,
     verify_samples,
     words,
 )
 from imagescope.synthetic.judge_model import (
+    GROUPS,
     IMAGE_SIZE,
     SHIPPED_JUDGE,
     JudgeConfig,
@@ -176,7 +182,53 @@ def _losses(
     v_labels = torch.tensor([s.label for s in verify])
     p_labels = torch.tensor([s.label for s in pairs])
     logits = torch.cat([v_logits, p_logits])
-    return bce(v_logits, v_labels) + bce(p_logits, p_labels), logits
+    read = [k for k, s in enumerate(verify + pairs) if k < n_v or s.reference < 0]
+    parsing = reading_loss(net, texts[read], [(verify + pairs)[k].text for k in read])
+    edits = edit_loss(net, texts[n_v:], pairs, data.codes)
+    return bce(v_logits, v_labels) + bce(p_logits, p_labels) + parsing + edits, logits
+
+
+def edit_loss(
+    net: JudgeNet, texts: torch.Tensor, pairs: Sequence[Sample], codes: np.ndarray
+) -> torch.Tensor:
+    """Supervises the edit maps: each attribute's reference value maps to the target's
+    (the edit's value, or the same value where the edit keeps it)."""
+    rows = [k for k, s in enumerate(pairs) if s.reference >= 0 and s.target]
+    if not rows:
+        return torch.zeros(())
+    reference = torch.from_numpy(codes[[pairs[k].reference for k in rows]].astype(np.int64))
+    target = torch.tensor([pairs[k].target for k in rows], dtype=torch.long)
+    maps = torch.split(net.edit(texts[rows]), [g * g for g in GROUPS], dim=1)
+    loss = torch.zeros(())
+    for column, (flat, g) in enumerate(zip(maps, GROUPS, strict=True)):
+        mapped = flat.view(-1, g, g)[torch.arange(len(rows)), reference[:, column]]
+        loss = loss + nn.functional.cross_entropy(mapped, target[:, column])
+    return loss / len(GROUPS)
+
+
+def reading_targets(texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What each text asks about, read off its words (:func:`constraints`): per attribute,
+    whether it is named (n, 6) and the value's index, -100 where not named (n, 6)."""
+    asked = torch.zeros(len(texts), len(ATTRIBUTES))
+    wanted = torch.full((len(texts), len(ATTRIBUTES)), -100, dtype=torch.long)
+    for row, text in enumerate(texts):
+        for name, value in (constraints(text) or {}).items():
+            column = ATTRIBUTES.index(name)
+            asked[row, column] = 1.0
+            wanted[row, column] = VALUES[name].index(value)
+    return asked, wanted
+
+
+def reading_loss(net: JudgeNet, texts: torch.Tensor, raw: Sequence[str]) -> torch.Tensor:
+    """Supervises the text side of the symbolic path: which attributes a question asks
+    about and which value it wants (without it, an attribute's gate can close for good)."""
+    asked, wanted = reading_targets(raw)
+    loss = nn.functional.binary_cross_entropy_with_logits(net.asked(texts), asked)
+    logits = torch.split(net.wanted(texts), [len(VALUES[a]) for a in ATTRIBUTES], dim=1)
+    for column, group in enumerate(logits):
+        if bool((wanted[:, column] >= 0).any()):
+            loss = loss + nn.functional.cross_entropy(group, wanted[:, column], ignore_index=-100)
+    return loss
 
 
 def attribute_loss(net: JudgeNet, cells: torch.Tensor, codes: np.ndarray) -> torch.Tensor:
