@@ -188,6 +188,17 @@ def test_verifier_answers_attribute_count_pattern_and_position_questions(
     assert answer.p_yes is not None and (answer.p_yes >= 0.5) is expected
 
 
+def test_verifier_answers_no_to_what_it_cannot_read() -> None:
+    four, known = LearnedVerifier().verify(
+        [
+            VerifyItem("x", picture(), "Are there exactly four shapes?"),
+            VerifyItem("x", picture(), "Are there exactly two shapes?"),
+        ]
+    )
+    assert not four.yes and four.p_yes == 0.0 and "cannot read ['four']" in four.raw
+    assert known.yes and known.p_yes is not None and known.p_yes > 0.5
+
+
 def test_evaluator_accepts_the_edit_and_rejects_the_reference_with_reasons() -> None:
     evaluator = LearnedEvaluator()
     reference = picture("ref")

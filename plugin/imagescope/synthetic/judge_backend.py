@@ -28,7 +28,7 @@ from PIL.Image import Image
 from imagescope.models.base import EvaluationItem, Evaluator, Verifier, VerifyItem
 from imagescope.schemas import Answer, Evaluation
 from imagescope.synthetic.catalog import POSITION_PHRASES
-from imagescope.synthetic.judge_data import constraints
+from imagescope.synthetic.judge_data import constraints, words
 from imagescope.synthetic.judge_model import MODEL_NAME, SHIPPED_JUDGE, JudgeModel
 
 _CLAUSES = re.compile(r"\s*(?:\band\b|;|,|\.)\s*")
@@ -64,11 +64,16 @@ class LearnedVerifier(Verifier):
         self.threshold = threshold
 
     def verify(self, items: Sequence[VerifyItem]) -> list[Answer]:
+        """A question with a word the judge never learned is answered no (P(yes) 0):
+        it cannot confirm what it cannot read ("Are there exactly four stars?")."""
         scores = self.judge.p_yes([i.image for i in items], [i.question for i in items])
-        return [
-            Answer(yes=p >= self.threshold, p_yes=p, raw=f"{MODEL_NAME} p_yes={p:.3f}")
-            for p in scores
-        ]
+        out = []
+        for item, p in zip(items, scores, strict=True):
+            unknown = [w for w in words(item.question) if w not in self.judge.vocab.ids]
+            raw = f"{MODEL_NAME} " + (f"cannot read {unknown}" if unknown else f"p_yes={p:.3f}")
+            p = 0.0 if unknown else p
+            out.append(Answer(yes=p >= self.threshold and not unknown, p_yes=p, raw=raw))
+        return out
 
 
 def attribute_question(name: str, value: object) -> str:
