@@ -180,8 +180,9 @@ class OpenSearchSettings(BaseModel):
     #: Bulk requests in flight at once (the server builds HNSW graphs in parallel).
     bulk_threads: int = Field(default=2, ge=1)
     #: ``refresh_interval: -1`` on an index ImageScope created while it bulk-writes.
-    #: Off by default: with Lucene HNSW it tripled the node's CPU per document here
-    #: (graphs built over larger segments; benchmarks/bench_os_bulk.py).
+    #: Off by default: with Lucene HNSW it made bulk ingest 4x slower here, at about
+    #: twice the node's CPU per document (graphs built over larger segments;
+    #: benchmarks/bench_os_bulk.py --with-paused).
     bulk_pause_refresh: bool = False
     #: First wait between retries of a transient failure (doubles each time, max 30 s).
     retry_backoff_s: float = Field(default=0.5, gt=0)

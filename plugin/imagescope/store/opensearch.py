@@ -287,7 +287,7 @@ class OpenSearchStore(VectorStore):
             for update in updates:
                 try:
                     check_record_id(update.id)
-                    vector = check_vector(update.caption_vector, dim).tolist()
+                    vector = check_vector(update.caption_vector, dim)
                 except InputError as exc:
                     rejected[str(update.id)] = str(exc)
                     continue
