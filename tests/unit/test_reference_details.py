@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import pytest
 from PIL import Image
 
-from imagescope.errors import ModelBackendError
+from imagescope.errors import ImageError, ModelBackendError
 from imagescope.models.base import VerifyItem
 from imagescope.models.fakes import FakeEmbedder, FakeVerifier
 from imagescope.models.reference_details import (
@@ -58,8 +58,16 @@ def _components(verifier: FakeVerifier) -> Components:
     )
 
 
-def _propositions(verifier: FakeVerifier, trace: Trace) -> list[str]:
+def _propositions(
+    verifier: FakeVerifier, trace: Trace, loads: list[int] | None = None
+) -> list[str]:
     caption, instruction = "a pink striped cross", "make it blue"
+    loads = [] if loads is None else loads
+
+    def reference() -> Image.Image:
+        loads.append(1)
+        return Image.new("RGB", (8, 8))
+
     intent = RuleReasoner().synthesize_intent(instruction, reference_caption=caption)
     props = make_propositions(
         _components(verifier),
@@ -68,7 +76,7 @@ def _propositions(verifier: FakeVerifier, trace: Trace) -> list[str]:
         descriptions=intent.descriptions,
         reference_caption=caption,
         trace=trace,
-        reference=Image.new("RGB", (8, 8)),
+        reference=reference,
     )
     return [p.question for p in props]
 
@@ -125,10 +133,11 @@ def test_stage2_reads_the_reference_when_the_verifier_reads_details() -> None:
 
 
 def test_stage2_leaves_the_reference_to_verifiers_that_do_not_read_details() -> None:
-    verifier, trace = FakeVerifier(), Trace()
-    questions = _propositions(verifier, trace)
+    verifier, trace, loads = FakeVerifier(), Trace(), []
+    questions = _propositions(verifier, trace, loads)
     assert questions and not any("beige" in q for q in questions)
     assert verifier.batches == [] and "verifier" not in trace.costs
+    assert loads == []  # the reference image is not even loaded
 
 
 def test_a_failed_reference_reading_keeps_the_caption_propositions() -> None:
@@ -136,3 +145,22 @@ def test_a_failed_reference_reading_keeps_the_caption_propositions() -> None:
     questions = _propositions(BrokenVerifier(), trace)
     assert questions and not any("beige" in q for q in questions)
     assert any("reference not read" in note for note in trace.notes)
+
+
+def test_an_unreadable_reference_image_keeps_the_caption_propositions() -> None:
+    verifier, trace = DetailVerifier(), Trace()
+
+    def unreadable() -> Image.Image:
+        raise ImageError("reference: not an image")
+
+    props = make_propositions(
+        _components(verifier),
+        "make it blue",
+        edits=[],
+        descriptions=["a blue striped cross"],
+        reference_caption="a pink striped cross",
+        trace=trace,
+        reference=unreadable,
+    )
+    assert props and not any("beige" in p.question for p in props)
+    assert verifier.batches == [] and "verifier" not in trace.costs

@@ -9,10 +9,10 @@ unchanged. Running it twice on the same request gives the same result
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache, partial
 
 from PIL.Image import Image
 
-from imagescope.errors import ImageScopeError
 from imagescope.pipeline.context import Components
 from imagescope.pipeline.stage1 import instruction_of
 from imagescope.pipeline.stage2 import make_propositions, rank_by_satisfied, verify_candidates
@@ -55,14 +55,6 @@ def _reference_image(components: Components, request: RerankRequest) -> Image | 
     return None
 
 
-def _readable_reference(components: Components, request: RerankRequest) -> Image | None:
-    """The reference image for stage 2, or None when it cannot be read (stage 2 goes on)."""
-    try:
-        return _reference_image(components, request)
-    except ImageScopeError:
-        return None
-
-
 def _reference_id(request: RerankRequest) -> str | None:
     query = request.query
     return query.reference.id if isinstance(query, ComposedQuery) else None
@@ -82,6 +74,9 @@ def rerank(
     ranked = list(stage1.candidates[: request.top_k])
     rest = list(stage1.candidates[request.top_k :])
     instruction = instruction_of(request.query)
+    # Loaded once, and only when a stage asks for it (stage 2 only with a
+    # verifier that reads the reference).
+    reference = cache(partial(_reference_image, components, request))
     stages = [1]
     if 2 in request.stages:
         with timed(trace, StageName.PROPOSITIONS):
@@ -92,7 +87,7 @@ def rerank(
                 descriptions=trace.descriptions,
                 reference_caption=trace.reference_caption,
                 trace=trace,
-                reference=_readable_reference(components, request),
+                reference=reference,
             )
         report(0.2)
         with timed(trace, StageName.VERIFY):
@@ -108,7 +103,7 @@ def rerank(
                 ranked,
                 alpha=request.alpha,
                 instruction=instruction,
-                reference=_reference_image(components, request),
+                reference=reference(),
                 early_exit=request.early_exit,
                 trace=trace,
                 reference_id=_reference_id(request),

@@ -49,12 +49,13 @@ def make_propositions(
     descriptions: Sequence[str],
     reference_caption: str | None,
     trace: Trace,
-    reference: Image | None = None,
+    reference: Callable[[], Image | None] | None = None,
 ) -> list[Proposition]:
     """Stage 2a; a reasoner failure leaves stage 2 without propositions (noted).
 
-    ``reference``: a composed query's reference image, read for details its
-    caption leaves out (see the module docstring)."""
+    ``reference``: loads a composed query's reference image, read for details
+    its caption leaves out (see the module docstring); called only when the
+    verifier and the reasoner can use it."""
     try:
         fuller = reference_details(components, reference, reference_caption, trace=trace)
         if fuller is not None:
@@ -85,10 +86,15 @@ def make_propositions(
 
 
 def reference_details(
-    components: Components, reference: Image | None, caption: str | None, *, trace: Trace
+    components: Components,
+    reference: Callable[[], Image | None] | None,
+    caption: str | None,
+    *,
+    trace: Trace,
 ) -> str | None:
     """The reference caption with the details the verifier confirms on the reference
-    image; None when nothing was asked or confirmed (noted in the trace)."""
+    image (``reference`` loads it); None when nothing was asked or confirmed, or the
+    image cannot be read (noted in the trace)."""
     reasoner, verifier = components.reasoner, components.verifier
     if reference is None or not caption or verifier is None:
         return None
@@ -97,7 +103,14 @@ def reference_details(
     asked = reasoner.reference_probes(caption)
     if not asked:
         return None
-    items = [VerifyItem("reference", reference, p.question) for p in asked]
+    try:
+        image = reference()
+    except ImageScopeError as exc:  # stage 2 goes on with the caption alone
+        log.warning("reference image not readable: %s", exc)
+        return None
+    if image is None:
+        return None
+    items = [VerifyItem("reference", image, p.question) for p in asked]
     try:
         with costed(trace, "verifier", verifier):
             found = confirmed(asked, verifier.verify(items))
