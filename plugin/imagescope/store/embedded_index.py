@@ -256,9 +256,7 @@ class HnswIndex:
         self, queries: NDArray[np.float32], slots: NDArray[np.int64], k: int
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """``embedded_storage.rescored`` with this index's ``full_vectors``."""
-        if self.full_vectors is None:
-            raise RuntimeError("a compressed index needs full_vectors to score exactly")
-        return rescored(queries, slots, k, self.full_vectors)
+        return rescored(queries, slots, k, self._exact_vectors())
 
     def closest(
         self, queries: NDArray[np.float32], allowed: Selection, count: int
@@ -285,9 +283,12 @@ class HnswIndex:
         self, queries: NDArray[np.float32], slots: NDArray[np.int64]
     ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """``embedded_storage.exact_scores`` with this index's ``full_vectors``."""
+        return exact_scores(queries, slots, self._exact_vectors())
+
+    def _exact_vectors(self) -> FullVectors:
         if self.full_vectors is None:
             raise RuntimeError("a compressed index needs full_vectors to score exactly")
-        return exact_scores(queries, slots, self.full_vectors)
+        return self.full_vectors
 
     def _storage_positions(self, slots: NDArray[np.int64]) -> NDArray[np.int64]:
         """Where the vectors of ``slots`` sit in the flat storage; KeyError for unknown slots."""

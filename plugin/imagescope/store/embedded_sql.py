@@ -334,11 +334,10 @@ class CatalogDb:
         if field not in VECTOR_FIELDS:  # the column name is built from it
             raise ValueError(f"unknown vector field {field!r}")
         rows: list[tuple[int, bytes]] = []
+        column = f"{field}_slot"
+        select = f"SELECT {column}, {field}_vector FROM records WHERE {column} IN"
         for chunk in batched(slots.tolist(), _IN_CHUNK):
-            marks = ",".join("?" * len(chunk))
-            column = f"{field}_slot"
-            query = f"SELECT {column}, {field}_vector FROM records WHERE {column} IN ({marks})"
-            rows.extend(self._conn.execute(query, chunk))
+            rows.extend(self._conn.execute(f"{select} ({','.join('?' * len(chunk))})", chunk))
         if not rows:
             return np.zeros(0, dtype=np.int64), np.zeros((0, 0), dtype=np.float32)
         rows.sort()
